@@ -1,0 +1,1 @@
+"""mixrepro's shared training core (see README.md, "Architecture")."""

@@ -1,0 +1,361 @@
+"""The one training loop, for classification and regression.
+
+    python -m common.train --config run.json --out results/quick/runs/<id> [--ckpt-dir DIR]
+
+Writes into ``--out``: ``epochs.jsonl`` (one line per epoch) and, last and atomically,
+``metrics.json`` (final metrics + provenance). A checkpoint is written atomically after every
+epoch to ``--ckpt-dir`` (default ``<out>/../../checkpoints/<id>``, outside Snakemake's declared
+outputs); rerunning the same command resumes from it. Randomness is drawn from generators keyed
+by ``(seed, epoch)``, so a resumed run replays exactly the epochs an uninterrupted run would.
+Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import evaluate as ev
+from .config import load_yaml, validate_run_config
+from .data import BatchTransform, Loader, epoch_generator, prepare_splits, _mix_seed
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text, git_commit, package_versions, thread_settings
+from .methods import ConfigError, RunContext, TrainState, build_method
+from .models import build_model
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------- helpers
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def make_optimizer(model, t: dict):
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if (p.ndim <= 1 and t["optimizer"] in ("adamw", "adam")) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if t["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"], nesterov=t["nesterov"] and t["momentum"] > 0)
+    betas = tuple(t.get("betas") or (0.9, 0.999))
+    if t["optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=t["lr"], betas=betas)
+    return torch.optim.Adam(groups, lr=t["lr"], betas=betas)
+
+
+def lr_factor(step: int, steps_per_epoch: int, t: dict) -> float:
+    """Multiplier of the base lr at ``step``: linear warmup, then constant / step / cosine."""
+    total = t["epochs"] * steps_per_epoch
+    warm = int(round(t["warmup_epochs"] * steps_per_epoch))
+    if warm and step < warm:
+        return (step + 1) / warm
+    if t["schedule"] == "cosine":
+        prog = (step - warm) / max(1, total - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, prog)))
+    if t["schedule"] == "step":
+        epoch = step // steps_per_epoch  # the official codes change lr at epoch boundaries
+        return t["gamma"] ** sum(epoch >= m for m in t["milestones"])
+    return 1.0
+
+
+def set_lr(opt, base_lr: float, factor: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = base_lr * factor
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def load_checkpoint(ckpt_dir: Path):
+    """The newest readable checkpoint; a corrupt ``last.pt`` falls back to ``prev.pt``."""
+    for name in ("last.pt", "prev.pt"):
+        p = ckpt_dir / name
+        if not p.exists():
+            continue
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False), p
+        except Exception as e:  # truncated / corrupt file
+            warnings.warn(f"checkpoint {p} is unreadable ({type(e).__name__}: {e}); trying the previous one")
+            log(f"WARNING: checkpoint {p} is unreadable ({type(e).__name__}); falling back")
+    return None, None
+
+
+def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last, prev = ckpt_dir / "last.pt", ckpt_dir / "prev.pt"
+    if last.exists():
+        os.replace(last, prev)
+    atomic_torch_save(state, last)
+
+
+# --------------------------------------------------------------------------- main loop
+def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epoch: int | None = None,
+          progress: bool | None = None) -> dict | None:
+    validate_run_config(cfg)
+    out_dir = Path(out_dir)
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir.parent.parent / "checkpoints" / out_dir.name
+    t, seed = cfg["train"], int(cfg["seed"])
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if t["num_threads"]:
+        torch.set_num_threads(t["num_threads"])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+
+    t0 = time.time()
+    splits = prepare_splits(cfg["dataset"])
+    task = splits.task
+    seed_everything(seed)
+    model = build_model(cfg["model"], splits.num_classes, splits.input_shape).to(device)
+    channels_last = bool(t["channels_last"]) and splits.is_image
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def make_transform(train: bool):
+        if not splits.is_image:
+            return None
+        aug = {**splits.augment, **(t["augment"] or {})} if train else {}
+        return BatchTransform(splits.mean, splits.std, aug.get("pad", 0), aug.get("flip", False), device, channels_last)
+
+    bs = t["batch_size"]
+    train_loader = Loader(splits.train, bs, make_transform(True), shuffle=True, drop_last=t["drop_last"],
+                          seed=seed, device=device, train=True)
+    eval_bs = cfg["eval"]["batch_size"]
+    test_loader = Loader(splits.test, eval_bs, make_transform(False), device=device)
+    val_loader = Loader(splits.val, eval_bs, make_transform(False), device=device) if splits.val is not None else None
+    fetch_tf = make_transform(True)
+
+    def fetch(indices, generator=None):
+        x = splits.train.x[torch.as_tensor(indices).cpu()]
+        return fetch_tf(x, generator, True) if fetch_tf is not None else x.to(device)
+
+    model_info = {}
+    for k in ("patch_size", "num_prefix_tokens"):
+        v = getattr(model, k, None) or getattr(getattr(model, "patch_embed", None), k, None)
+        if v is not None:
+            model_info[k] = v if not isinstance(v, tuple) else v[0]
+    ctx = RunContext(task, splits.num_classes, splits.input_shape, device, splits.train, fetch,
+                     t["label_smoothing"], model_info)
+    method = build_method(cfg["method"], ctx)
+    method.setup(model)
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = make_optimizer(model, t)
+    use_amp = bool(t["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * t["epochs"]
+    history: list[dict] = []
+    start_epoch, best = 0, None
+    train_time = 0.0
+    ckpt, ckpt_path = load_checkpoint(ckpt_dir)
+    if ckpt is not None:
+        if ckpt.get("run_config") != cfg:
+            log(f"checkpoint {ckpt_path} belongs to a different config; starting fresh")
+        else:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            history, start_epoch, best = ckpt["history"], ckpt["epoch"] + 1, ckpt.get("best")
+            train_time = ckpt.get("train_time", 0.0)
+            log(f"resumed from {ckpt_path} at epoch {start_epoch}")
+    interactive = sys.stderr.isatty() if progress is None else progress
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images_seen = 0
+    epoch_time_total = 0.0
+
+    for epoch in range(start_epoch, t["epochs"]):
+        torch.manual_seed(_mix_seed(seed, epoch, 0x70C4))  # dropout, drop-path: keyed by epoch
+        gen = epoch_generator(seed, epoch, 0x3A11)
+        train_model.train()
+        sums: dict[str, float] = {}
+        n_steps = 0
+        te = time.time()
+        it = train_loader.epoch(epoch, rank, world)
+        if interactive and rank == 0:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{t['epochs']}", leave=False)
+        for b, batch in enumerate(it):
+            step = epoch * steps_per_epoch + b
+            set_lr(opt, t["lr"], lr_factor(step, steps_per_epoch, t))
+            state = TrainState(epoch, step, steps_per_epoch, total_steps, gen, ctx)
+            with torch.autocast(device.type, enabled=use_amp):
+                out = method.step(train_model, batch, state)
+            loss = out.loss
+            if not torch.isfinite(loss.detach()):
+                raise NonFiniteLoss(f"non-finite loss {loss.item()} at epoch {epoch + 1}, step {step} (run stopped; "
+                                    f"no metrics.json written)")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if t["clip_grad_norm"]:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad_norm"])
+            scaler.step(opt)
+            scaler.update()
+            n_steps += 1
+            images_seen += batch.x.shape[0]
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for k, v in out.logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        epoch_secs = time.time() - te
+        epoch_time_total += epoch_secs
+        train_time += epoch_secs
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_secs": round(epoch_secs, 3)}
+        row.update({f"train_{k}": v / max(1, n_steps) for k, v in sums.items()})
+        row.update({f"train_{k}": v for k, v in method.epoch_end(state).items()} if n_steps else {})
+        if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == t["epochs"]:
+            row.update(_quick_eval(model, test_loader, task, "test"))
+            if val_loader is not None:
+                row.update(_quick_eval(model, val_loader, task, "val"))
+            if t["select"] == "best_val" and val_loader is not None:
+                key = "val_rmse" if task == "regression" else "val_loss"
+                if best is None or row[key] <= best["score"]:  # ties go to the later epoch (C-Mixup)
+                    best = {"score": row[key], "epoch": epoch + 1,
+                            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        history.append(row)
+        if rank == 0:
+            log(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}))
+            atomic_write_text(out_dir / "epochs.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                       "scaler": scaler.state_dict(), "history": history, "epoch": epoch,
+                                       "best": best, "run_config": cfg, "train_time": train_time})
+        if world > 1:
+            torch.distributed.barrier()
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            log(f"stopping after epoch {epoch + 1} as asked (--stop-after-epoch)")
+            return None
+
+    # ---------------------------------------------------------------- final evaluation
+    if t["select"] == "best_val" and best is not None:
+        model.load_state_dict(best["model"])
+    metrics = final_metrics(model, cfg, task, test_loader, val_loader, splits)
+    if rank != 0:
+        return metrics
+    result = {
+        "run_id": out_dir.name,
+        "task": task,
+        "test": metrics,
+        "selected_epoch": best["epoch"] if (t["select"] == "best_val" and best) else t["epochs"],
+        "best_epoch_test": _best_epoch(history, task),
+        "last_epoch": history[-1] if history else {},
+        "train_images_per_sec": images_seen / epoch_time_total if epoch_time_total > 0 else None,
+        "provenance": {
+            "config": cfg, "seed": seed, "git_commit": git_commit(), "versions": package_versions(),
+            "threads": thread_settings(), "device": str(device), "world_size": world,
+            "wall_time_sec": round(time.time() - t0, 2), "train_time_sec": round(train_time, 2),
+            "resumed_from_epoch": start_epoch, "argv": sys.argv,
+            "dataset_sizes": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
+                              "test": len(splits.test)},
+        },
+    }
+    atomic_write_json(out_dir / "metrics.json", result)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+@torch.no_grad()
+def _quick_eval(model, loader, task, prefix) -> dict:
+    out, y = ev.predict(model, loader)
+    if task == "regression":
+        m = ev.regression_metrics(out, y)
+        return {f"{prefix}_rmse": m["rmse"], f"{prefix}_mape": m["mape"]}
+    return {f"{prefix}_top1": 100.0 * (out.argmax(1) == y).double().mean().item(),
+            f"{prefix}_loss": torch.nn.functional.cross_entropy(out, y).item()}
+
+
+def _best_epoch(history, task):
+    key, better = ("test_rmse", min) if task == "regression" else ("test_top1", max)
+    rows = [r for r in history if key in r]
+    if not rows:
+        return None
+    r = better(rows, key=lambda r: r[key])
+    return {"epoch": r["epoch"], key: r[key]}
+
+
+def final_metrics(model, cfg, task, test_loader, val_loader, splits) -> dict:
+    out, y = ev.predict(model, test_loader)
+    if task == "regression":
+        m = ev.regression_metrics(out, y)
+        if val_loader is not None:
+            vo, vy = ev.predict(model, val_loader)
+            m.update({f"val_{k}": v for k, v in ev.regression_metrics(vo, vy).items()})
+        return m
+    e = cfg["eval"]
+    m = ev.classification_metrics(out, y, e["calibration_bins"])
+    if e["temperature_scaling"] and val_loader is not None:
+        vo, vy = ev.predict(model, val_loader)
+        m.update(ev.with_temperature(out, y, vo, vy, e["calibration_bins"]))
+    from .calibration import reliability_bins
+
+    m["reliability"] = reliability_bins(out, y, e["calibration_bins"])
+    occ = e.get("occlusion")
+    if occ and splits.is_image:
+        m.update(ev.occlusion_metrics(model, test_loader, occ["sizes"], occ["modes"]))
+    return m
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="run config (JSON or YAML)")
+    ap.add_argument("--out", required=True, help="run directory (metrics.json, epochs.jsonl)")
+    ap.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default: <out>/../../checkpoints/<id>)")
+    ap.add_argument("--stop-after-epoch", type=int, default=None, help="stop (as if killed) after this epoch")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value (dotted key, YAML value), e.g. --set train.epochs=2")
+    args = ap.parse_args(argv)
+    try:
+        p = Path(args.config)
+        cfg = json.loads(p.read_text()) if p.suffix == ".json" else load_yaml(p)
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{p}: expected a mapping")
+        from .config import apply_overrides, resolve
+
+        cfg = resolve(apply_overrides(cfg, args.set))
+        validate_run_config(cfg, str(p))
+        train(cfg, Path(args.out), args.ckpt_dir, args.stop_after_epoch)
+    except (ConfigError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (OSError, RuntimeError) as e:
+        if type(e).__name__ == "DataError" or isinstance(e, FileNotFoundError):
+            print(f"error: {e}", file=sys.stderr)
+            return 4
+        raise
+    except json.JSONDecodeError as e:
+        print(f"error: {args.config}: not valid JSON: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
