@@ -84,8 +84,13 @@ def cache_dir(root: Path) -> Path:
     env = os.environ.get("MIXREPRO_CACHE")
     if env:
         return Path(env)
-    # the data root may be read-only (CI's ../shared/data): fall back to ./data/cache
-    return Path("data") / "cache" if not os.access(root, os.W_OK) else root / "cache"
+    # the data root may be read-only (CI's ../shared/data): fall back to ./data/cache. os.access
+    # alone says "writable" to root even for a r-x directory, so the mode bits are checked too.
+    try:
+        writable = os.access(root, os.W_OK) and bool(root.stat().st_mode & 0o222)
+    except OSError:
+        writable = False
+    return root / "cache" if writable else Path("data") / "cache"
 
 
 def download_allowed(flag: bool | None) -> bool:
@@ -444,9 +449,9 @@ class Loader:
         nb = len(self)
         for b in range(nb):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.prepare(self.data.x[idx], g)  # augment the global batch: same draws at any world size
             if world > 1:  # DDP: each rank takes an interleaved shard of the same global batch
-                idx = idx[rank::world]
-            x = self.prepare(self.data.x[idx], g)
+                idx, x = idx[rank::world], x[rank::world]
             yield Batch(x, self.data.y[idx].to(self.device, non_blocking=True), idx)
 
 

@@ -185,6 +185,8 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
             log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     interactive = sys.stderr.isatty() if progress is None else progress
     out_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:  # (re)write the per-epoch log from the checkpoint's history (Snakemake removed it)
+        atomic_write_text(out_dir / "epochs.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     images_seen = 0
     epoch_time_total = 0.0
 
@@ -323,7 +325,9 @@ def final_metrics(model, cfg, task, test_loader, val_loader, splits) -> dict:
 # --------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="run config (JSON or YAML)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="run config file (JSON or YAML)")
+    src.add_argument("--config-json", help="run config as a JSON string (what the Snakefile passes)")
     ap.add_argument("--out", required=True, help="run directory (metrics.json, epochs.jsonl)")
     ap.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default: <out>/../../checkpoints/<id>)")
     ap.add_argument("--stop-after-epoch", type=int, default=None, help="stop (as if killed) after this epoch")
@@ -331,8 +335,14 @@ def main(argv=None) -> int:
                     help="override a config value (dotted key, YAML value), e.g. --set train.epochs=2")
     args = ap.parse_args(argv)
     try:
-        p = Path(args.config)
-        cfg = json.loads(p.read_text()) if p.suffix == ".json" else load_yaml(p)
+        if args.config_json is not None:
+            p = Path("<--config-json>")
+            cfg = json.loads(args.config_json)
+        else:
+            p = Path(args.config)
+            if not p.exists():
+                raise ConfigError(f"config file {p} does not exist")
+            cfg = json.loads(p.read_text()) if p.suffix == ".json" else load_yaml(p)
         if not isinstance(cfg, dict):
             raise ConfigError(f"{p}: expected a mapping")
         from .config import apply_overrides, resolve
@@ -352,7 +362,7 @@ def main(argv=None) -> int:
             return 4
         raise
     except json.JSONDecodeError as e:
-        print(f"error: {args.config}: not valid JSON: {e}", file=sys.stderr)
+        print(f"error: {args.config or '--config-json'}: not valid JSON: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,0 +1,160 @@
+"""mixrepro: one DAG that trains every run of every paper at one scale and builds the tables,
+figures, cross-paper summary and READMEs from them.
+
+    snakemake                                   # quick scale (digits; no files, no network)
+    snakemake --config scale=cpu                # real datasets on CPU (results are committed)
+    snakemake --config scale=paper --workflow-profile profiles/slurm
+    snakemake --config papers='[cutmix]'        # one paper only
+    snakemake --report report.html              # self-contained report of the current scale
+
+Runs are discovered from papers/*/experiments.yaml; a run's id derives from its resolved
+config, so only missing or changed runs execute, and a run requested by two papers trains once.
+"""
+import json
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, workflow.basedir)
+from common.config import plan, validate as validate_schema  # noqa: E402
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+validate_schema(config, "workflow.schema.json", "workflow config (config/config.yaml + --config)")
+
+SCALE = config["scale"]
+RUNS, BY_PAPER = plan(SCALE, workflow.basedir, config.get("papers") or None)
+PAPERS = sorted(p for p, ids in BY_PAPER.items() if ids)
+THREADS = int(config.get("threads_per_run", 1))
+if config.get("data_root"):  # jobs inherit the environment
+    os.environ.update(MIXREPRO_DATA=str(config["data_root"]))
+
+wildcard_constraints:
+    scale="quick|cpu|paper",
+    run_id=r"[A-Za-z0-9_+\-]+",
+    paper=r"[a-z0-9_]+",
+
+
+def run_resources(key, default):
+    return lambda wc: RUNS[wc.run_id]["resources"].get(key, default)
+
+
+def launcher(wc):
+    gpus = RUNS[wc.run_id]["resources"].get("gpus", 0)
+    if gpus > 1:  # multi-GPU runs go through torchrun (DistributedDataParallel)
+        return f"python -m torch.distributed.run --standalone --nproc_per_node={gpus}"
+    return "python"
+
+
+rule all:
+    input:
+        # every run is a target itself, so a deleted run is retrained even though rerun-triggers
+        # leave out mtime (see profiles/default)
+        [f"results/{SCALE}/runs/{rid}/metrics.json" for rid in sorted(RUNS)],
+        expand("results/{scale}/tables/{paper}.csv", scale=SCALE, paper=PAPERS),
+        expand("figures/{scale}/{paper}", scale=SCALE, paper=PAPERS),
+        expand("results/{scale}/summary.md", scale=SCALE),
+        expand("results/{scale}/readmes.done", scale=SCALE),
+
+
+rule train:
+    """One training run: resolved config -> metrics.json (+ epochs.jsonl)."""
+    output:
+        metrics="results/{scale}/runs/{run_id}/metrics.json",
+        epochs="results/{scale}/runs/{run_id}/epochs.jsonl",
+    conda:
+        "environment.yml"
+    log:
+        "results/{scale}/logs/{run_id}.log",
+    benchmark:
+        "results/{scale}/benchmarks/{run_id}.tsv"
+    params:
+        cfg=lambda wc: json.dumps(RUNS[wc.run_id], sort_keys=True),
+        launcher=launcher,
+    threads: THREADS
+    resources:
+        gpu=run_resources("gpus", 0),
+        mem_mb=run_resources("mem_mb", 4000),
+        runtime=run_resources("runtime_min", 60),
+    shell:
+        "OMP_NUM_THREADS={threads} "
+        "{params.launcher} -m common.train --config-json {params.cfg:q} "
+        "--out results/{wildcards.scale}/runs/{wildcards.run_id} > {log:q} 2>&1"
+
+
+rule paper_table:
+    """Per-paper table (mean, std, n seeds) and the paper's figures vs ours."""
+    input:
+        lambda wc: expand("results/{scale}/runs/{run_id}/metrics.json", scale=wc.scale, run_id=BY_PAPER[wc.paper]),
+    output:
+        csv=report("results/{scale}/tables/{paper}.csv", caption="report/table.rst", category="Tables",
+                   subcategory="{paper}"),
+        md="results/{scale}/tables/{paper}.md",
+        claims="results/{scale}/tables/{paper}_claims.csv",
+    conda:
+        "environment.yml"
+    log:
+        "results/{scale}/logs/table_{paper}.log",
+    shell:
+        "python -m common.aggregate table --paper {wildcards.paper} --scale {wildcards.scale} "
+        "--out-csv {output.csv:q} --out-md {output.md:q} --out-claims {output.claims:q} {input:q} > {log:q} 2>&1"
+
+
+rule paper_figures:
+    """Bar charts against the reported value, learning curves and the paper's own plots."""
+    input:
+        lambda wc: expand("results/{scale}/runs/{run_id}/metrics.json", scale=wc.scale, run_id=BY_PAPER[wc.paper]),
+    output:
+        report(directory("figures/{scale}/{paper}"), patterns=["{name}.png"], caption="report/figure.rst",
+               category="Figures", subcategory="{paper}"),
+    conda:
+        "environment.yml"
+    log:
+        "results/{scale}/logs/figures_{paper}.log",
+    shell:
+        "python -m common.aggregate figures --paper {wildcards.paper} --scale {wildcards.scale} "
+        "--out-dir {output:q} {input:q} > {log:q} 2>&1"
+
+
+rule summary:
+    """Every headline claim across papers with a verdict; cross-method matrix; calibration table."""
+    input:
+        claims=expand("results/{{scale}}/tables/{paper}_claims.csv", paper=PAPERS),
+        runs=[f"results/{SCALE}/runs/{rid}/metrics.json" for rid in sorted(RUNS)],
+    output:
+        md=report("results/{scale}/summary.md", caption="report/summary.rst", category="Summary"),
+        csv="results/{scale}/summary.csv",
+        tex="results/{scale}/summary.tex",
+        matrix=report("results/{scale}/matrix.md", caption="report/matrix.rst", category="Summary"),
+        matrix_csv="results/{scale}/matrix.csv",
+    conda:
+        "environment.yml"
+    log:
+        "results/{scale}/logs/summary.log",
+    shell:
+        "python -m common.aggregate summary --scale {wildcards.scale} --claims {input.claims:q} "
+        "--runs {input.runs:q} --out-md {output.md:q} --out-csv {output.csv:q} --out-tex {output.tex:q} "
+        "--out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} > {log:q} 2>&1"
+
+
+rule readmes:
+    """Write the current tables between the generated markers of README.md and papers/*/README.md."""
+    input:
+        tables=expand("results/{{scale}}/tables/{paper}.md", paper=PAPERS),
+        summary="results/{scale}/summary.md",
+    output:
+        touch("results/{scale}/readmes.done"),
+    conda:
+        "environment.yml"
+    log:
+        "results/{scale}/logs/readmes.log",
+    shell:
+        "python -m common.aggregate readmes --scale {wildcards.scale} {input.tables:q} > {log:q} 2>&1"
