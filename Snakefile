@@ -158,3 +158,17 @@ rule readmes:
         "results/{scale}/logs/readmes.log",
     shell:
         "python -m common.aggregate readmes --scale {wildcards.scale} {input.tables:q} > {log:q} 2>&1"
+
+
+rule bench:
+    """Performance benchmarks (`snakemake bench`): method overheads, trainer vs bare loop, data
+    path, our mixing ops vs timm / torchvision, CPU option trials. Not part of `all`."""
+    output:
+        csv="results/bench/bench.csv",
+        md="results/bench/README_section.md",
+    log:
+        "results/bench/bench.log",
+    conda:
+        "environment.yml"
+    shell:
+        "python -m benchmarks.run --out results/bench > {log:q} 2>&1"
