@@ -531,6 +531,9 @@ def main(argv=None) -> int:
         if top.exists() and summ.exists():
             body = summ.read_text().split("\n", 2)[-1]
             atomic_write_text(top, replace_block(top.read_text(), f"summary-{a.scale}", body))
+        bench = Path("results/bench/README_section.md")
+        if top.exists() and bench.exists():
+            atomic_write_text(top, replace_block(top.read_text(), "bench", bench.read_text()))
         return 0
     return 1
 

@@ -105,7 +105,9 @@ def validate(obj: dict, schema_name: str, where: str) -> None:
 
     schema = _load_schema(schema_name)
     v = jsonschema.Draft202012Validator(schema)
-    errors = sorted(v.iter_errors(obj), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+    # shallowest first; at equal depth an unknown key (which gets a did-you-mean) before the rest
+    errors = sorted(v.iter_errors(obj), key=lambda e: (len(list(e.absolute_path)),
+                                                      e.validator != "additionalProperties", str(e.message)))
     if errors:
         raise _schema_error(errors[0], where)
 
@@ -131,7 +133,7 @@ def validate_run_config(cfg: dict, where: str = "run config") -> None:
     spec = dict(cfg["method"])
     parts = str(spec.pop("name")).split("+")
     for i, part in enumerate(parts):
-        cls = METHODS.get(part)
+        cls = _lookup(METHODS, part, where, "method.name")
         if i == 0:
             rest = {k: v for k, v in spec.items() if k not in parts[1:]}
             if issubclass(cls, LossTerm):
@@ -144,11 +146,61 @@ def validate_run_config(cfg: dict, where: str = "run config") -> None:
     from .data import DATASETS
     from .models import MODELS
 
-    if cfg["dataset"]["name"] not in DATASETS:
-        DATASETS.get(cfg["dataset"]["name"])  # raises with the known names
+    dname = cfg["dataset"]["name"]
+    dfactory = _lookup(DATASETS, dname, where, "dataset.name")  # unknown: lists the known names
+    options = cfg["dataset"].get("options") or {}
+    _check_kwargs(dfactory, options, where, "dataset.options", skip=("root", "download"))
     mname = cfg["model"]["name"]
-    if not mname.startswith("timm:") and mname not in MODELS:
-        MODELS.get(mname)
+    if not mname.startswith("timm:"):
+        mfactory = _lookup(MODELS, mname, where, "model.name")
+        mkw = {k: v for k, v in cfg["model"].items() if k != "name"}
+        _check_kwargs(mfactory, mkw, where, "model", skip=("num_classes", "input_shape"))
+        patch = mkw.get("patch_size", _default(mfactory, "patch_size"))
+        size = options.get("image_size", _default(dfactory, "image_size")) or getattr(dfactory, "image_size", None)
+        if isinstance(patch, int) and isinstance(size, int) and patch > 0 and size % patch:
+            divisors = [d for d in range(1, size + 1) if size % d == 0]
+            raise ConfigError(f"{where}: key 'model.patch_size'={patch} does not divide the {dname!r} image size "
+                              f"{size} (allowed: a divisor of {size}: {', '.join(map(str, divisors))})")
+
+
+def _lookup(registry, name: str, where: str, key: str):
+    """``registry.get(name)``; an unknown name names the key and the file and lists the known ones."""
+    from .registry import RegistryError
+
+    try:
+        return registry.get(name)
+    except RegistryError as e:
+        raise ConfigError(f"{where}: key {key!r}: {e}") from None
+
+
+def _signature(factory):
+    import inspect
+
+    try:
+        return inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+
+
+def _default(factory, param: str):
+    sig = _signature(factory)
+    p = sig.parameters.get(param) if sig else None
+    return None if p is None or p.default is p.empty else p.default
+
+
+def _check_kwargs(factory, kwargs: dict, where: str, prefix: str, skip=()) -> None:
+    """Reject keyword arguments the factory does not take (before any job starts), with a did-you-mean."""
+    import inspect
+
+    sig = _signature(factory)
+    if sig is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    names = [n for n, p in sig.parameters.items() if n not in skip
+             and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    for k in kwargs:
+        if k not in names:
+            raise ConfigError(f"{where}: unknown key '{prefix}.{k}'.{did_you_mean(k, names)} "
+                              f"Allowed keys: {', '.join(names) or '(none)'}")
 
 
 _HAS_VAL: set[str] = set()  # datasets that ship their own validation split (registered by papers)

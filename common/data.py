@@ -164,6 +164,9 @@ def load_digits(root=None, download=None) -> DatasetSplits:
     )
 
 
+load_digits.image_size = 8  # static image side, so configs are checked (e.g. ViT patch size) before any job
+
+
 # --------------------------------------------------------------------------- CIFAR-10
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -178,10 +181,17 @@ def _cifar_from_pickles(folder: Path):
             p = folder / f
             if not p.exists():
                 raise DataError(f"CIFAR-10 python batches incomplete: {p} is missing")
-            with open(p, "rb") as fh:
-                d = pickle.load(fh, encoding="latin1")
-            xs.append(np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d["labels"], np.int64))
+            try:
+                with open(p, "rb") as fh:
+                    d = pickle.load(fh, encoding="latin1")
+                x, y = np.asarray(d["data"], np.uint8), np.asarray(d["labels"], np.int64)
+            except Exception as e:  # truncated / not a CIFAR batch
+                raise DataError(f"CIFAR-10 batch {p} is corrupt or truncated ({type(e).__name__}: {e})") from None
+            if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (x.shape[0],):
+                raise DataError(f"CIFAR-10 batch {p}: data has shape {x.shape} and labels {y.shape}; "
+                                f"expected (N, 3072) and (N,)")
+            xs.append(x.reshape(-1, 3, 32, 32))
+            ys.append(y)
         return np.concatenate(xs), np.concatenate(ys)
 
     xtr, ytr = read([f"data_batch_{i}" for i in range(1, 6)])
@@ -302,6 +312,9 @@ def load_cifar10(root=None, download=None) -> DatasetSplits:
     return splits
 
 
+load_cifar10.image_size = 32
+
+
 # --------------------------------------------------------------------------- MNIST
 @register_dataset("mnist")
 def load_mnist(root=None, download=None) -> DatasetSplits:
@@ -326,6 +339,9 @@ def load_mnist(root=None, download=None) -> DatasetSplits:
     )
     check_labels("mnist", splits.train.y, 10, "train")
     return splits
+
+
+load_mnist.image_size = 28
 
 
 # --------------------------------------------------------------------------- random (for paper-scale smoke tests)

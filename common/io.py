@@ -15,6 +15,10 @@ import tempfile
 from pathlib import Path
 
 
+_UMASK = os.umask(0o022)  # read the process umask (only possible by setting it) and restore it
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +28,8 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; results are shared: use the umask like open()
+                os.fchmod(f.fileno(), 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -349,7 +349,12 @@ def main(argv=None) -> int:
 
         cfg = resolve(apply_overrides(cfg, args.set))
         validate_run_config(cfg, str(p))
-        train(cfg, Path(args.out), args.ckpt_dir, args.stop_after_epoch)
+        try:
+            train(cfg, Path(args.out), args.ckpt_dir, args.stop_after_epoch)
+        except ConfigError as e:  # found while building (model, method, data options): name the file too
+            if str(p) in str(e):
+                raise
+            raise ConfigError(f"{p}: {e}") from None
     except (ConfigError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
