@@ -1,0 +1,85 @@
+"""The RankMixup paper's networks (spec ``shared/specs/rankmixup.md`` section 2; official
+``calibrate/net/resnet_mixup.py`` builders ``resnet50_cifar`` / ``resnet50_tiny`` and the
+ResNet-101 variants): bottleneck ResNets (He et al., CVPR 2016) with a CIFAR-style stem -- a 3x3
+convolution with stride 1 and no max-pool -- and stages of [3, 4, 6, 3] (ResNet-50) or
+[3, 4, 23, 3] (ResNet-101) bottlenecks of widths 64, 128, 256, 512 (expansion 4).
+
+Heads: CIFAR (32x32) averages the final 4x4 map to 1x1 and has a linear layer on 2048 features;
+Tiny-ImageNet (64x64) averages to 2x2 and has a linear layer on 2048 * 4 features.
+Written from the architecture description, not copied.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.models import register_model
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + (x if self.short is None else self.short(x)))
+
+
+class BottleneckResNet(nn.Module):
+    def __init__(self, num_classes, input_shape, blocks=(3, 4, 6, 3), pool: int = 1, base_width: int = 64):
+        super().__init__()
+        cin = input_shape[0]
+        self.stem = nn.Sequential(nn.Conv2d(cin, base_width, 3, 1, 1, bias=False), nn.BatchNorm2d(base_width),
+                                  nn.ReLU(inplace=True))
+        layers, c = [], base_width
+        for i, n in enumerate(blocks):
+            w = base_width * (2**i)
+            for j in range(n):
+                layers.append(Bottleneck(c, w, 2 if (j == 0 and i > 0) else 1))
+                c = w * Bottleneck.expansion
+        self.layers = nn.Sequential(*layers)
+        self.pool = pool
+        self.num_features = c * pool * pool
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x):
+        return self.layers(self.stem(x))
+
+    def forward(self, x):
+        f = F.adaptive_avg_pool2d(self.forward_features(x), self.pool)
+        return self.fc(torch.flatten(f, 1))
+
+
+@register_model("resnet50_cifar")
+def resnet50_cifar(num_classes, input_shape, base_width: int = 64):
+    return BottleneckResNet(num_classes, input_shape, (3, 4, 6, 3), pool=1, base_width=base_width)
+
+
+@register_model("resnet101_cifar")
+def resnet101_cifar(num_classes, input_shape, base_width: int = 64):
+    return BottleneckResNet(num_classes, input_shape, (3, 4, 23, 3), pool=1, base_width=base_width)
+
+
+@register_model("resnet50_tiny")
+def resnet50_tiny(num_classes, input_shape, base_width: int = 64):
+    return BottleneckResNet(num_classes, input_shape, (3, 4, 6, 3), pool=2, base_width=base_width)
+
+
+@register_model("resnet101_tiny")
+def resnet101_tiny(num_classes, input_shape, base_width: int = 64):
+    return BottleneckResNet(num_classes, input_shape, (3, 4, 23, 3), pool=2, base_width=base_width)
