@@ -48,12 +48,16 @@ def pair_indices(n: int, generator: torch.Generator, mode: str = "permute") -> t
     raise ValueError(f"unknown pairing {mode!r}; choose 'permute' or 'flip'")
 
 
-def mix_inputs(x: torch.Tensor, index: torch.Tensor, lam) -> torch.Tensor:
-    """``lam * x + (1 - lam) * x[index]``; ``lam`` is a float or a per-sample tensor."""
+def mix_inputs(x: torch.Tensor, index: torch.Tensor, lam, inplace: bool = False) -> torch.Tensor:
+    """``lam * x + (1 - lam) * x[index]``; ``lam`` is a float or a per-sample tensor.
+
+    One temporary (the gathered partners, scaled in place) instead of three; the arithmetic and
+    hence the result are bit-identical to the expression above. ``inplace=True`` writes into
+    ``x`` (as timm's ``Mixup`` does) and allocates only the partner copy."""
     if isinstance(lam, torch.Tensor):
         lam = lam.to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
-    partner = x[index.to(x.device)]
-    return x * lam + partner * (1 - lam)
+    partner = x.index_select(0, index.to(x.device)).mul_(1 - lam)  # (1 - lam) * x[index]
+    return (x.mul_(lam) if inplace else x * lam).add_(partner)
 
 
 # --------------------------------------------------------------------------- boxes
@@ -100,8 +104,9 @@ def box_lambda(box: Box, h: int, w: int) -> float:
 def paste_box(x: torch.Tensor, index: torch.Tensor, box: Box, inplace: bool = False) -> torch.Tensor:
     """Paste ``x[index]``'s pixels inside ``box`` into ``x`` (same box for every sample)."""
     out = x if inplace else x.clone()
-    if box.area:
-        out[:, ..., box.r0 : box.r1, box.c0 : box.c1] = x[index.to(x.device), ..., box.r0 : box.r1, box.c0 : box.c1]
+    if box.area:  # gather only the box region of the partners (index_select: no full-batch copy)
+        region = x[..., box.r0 : box.r1, box.c0 : box.c1]
+        out[..., box.r0 : box.r1, box.c0 : box.c1] = region.index_select(0, index.to(x.device))
     return out
 
 
@@ -123,8 +128,9 @@ def mask_mix(x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> tuple[
     m = mask.to(x.device, x.dtype)
     while m.dim() < 4:
         m = m.unsqueeze(0)
-    # x*(1-m) + partner*m is bit-exact for binary masks (unlike lerp)
-    out = x * (1 - m) + x[index.to(x.device)] * m
+    # x*(1-m) + partner*m is bit-exact for binary masks (unlike lerp); one temporary for the
+    # partner term, scaled and accumulated in place (same arithmetic)
+    out = (x * (1 - m)).add_(x.index_select(0, index.to(x.device)).mul_(m))
     lam = 1.0 - m.flatten(1).mean(1)
     if lam.numel() == 1:
         lam = lam.expand(x.shape[0])

@@ -1,0 +1,143 @@
+"""Run the performance benchmarks and write ``bench.csv``, ``bench.png``/``.pdf`` and
+``README_section.md`` into ``--out``.
+
+    python -m benchmarks.run --out results/bench            # full run (about 10 minutes)
+    python -m benchmarks.run --out /tmp/bench --quick       # smoke test (< 60 s), small batches
+
+Sections (each a ratio of two variants timed in this one process, interleaved):
+
+1. ``method_overhead`` — every registered method's training step vs the same ``erm`` step
+   (resnet20 w16 and a small ViT on CIFAR-sized batches; an MLP for the regression methods);
+   attention-label methods also vs the same ViT step with CutMix (:mod:`benchmarks.methods_bench`);
+2. ``trainer`` — ``common.train.train`` images/s vs a bare PyTorch loop (:mod:`benchmarks.trainer_bench`);
+3. ``data_path`` — ``Loader`` + ``BatchTransform`` vs the model step and vs per-sample torchvision;
+4. ``mixing_ops`` — :mod:`common.mixing` vs timm ``Mixup`` and torchvision v2 ``MixUp``/``CutMix``;
+5. ``cpu_options`` — channels_last, bf16 autocast, deterministic off, threads, batch size,
+   ``torch.compile`` (:mod:`benchmarks.options_bench`);
+
+plus the workflow's wall time per paper from Snakemake's benchmark files when they exist
+(:mod:`benchmarks.workflow_times`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+SECTIONS = ("methods", "trainer", "data", "ops", "options")
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def workflow_section(root: Path) -> dict:
+    """``{scale: DataFrame}`` for scales with benchmark files, plus ``_targets`` rows."""
+    from .workflow_times import format_seconds, summarize
+
+    out: dict = {"_targets": []}
+    budgets = {"quick": (15 * 60, "default `snakemake` (quick) <= 15 min"),
+               "cpu": (3 * 3600, "whole cpu scale <= 3 h on 2 cores")}
+    for scale in ("quick", "cpu"):
+        try:
+            df = summarize(scale, root)
+        except Exception as e:  # noqa: BLE001 - a paper's grid may be mid-edit
+            _log(f"workflow times for {scale}: {type(e).__name__}: {e}")
+            continue
+        if df.empty:
+            continue
+        out[scale] = df
+        total = df[df["paper"] == "all papers"].iloc[0]
+        budget, text = budgets[scale]
+        est = total["wall_s"] / 2  # two runs at a time on 2 cores
+        if total["complete"]:
+            verdict = "met" if est <= budget else f"missed by {format_seconds(est - budget)}"
+            shown = f"~{format_seconds(est)} elapsed (sum {format_seconds(total['wall_s'])} / 2 cores)"
+        else:
+            verdict = f"incomplete ({int(total['runs_measured'])}/{int(total['runs_planned'])} runs measured)"
+            shown = f"sum so far {format_seconds(total['wall_s'])}"
+        out["_targets"].append([f"workflow wall time, {scale} scale", text, shown, verdict])
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: small batches, few rounds (< 60 s)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads for every section but the thread trial (default 1: the workflow runs "
+                         "one thread per job, and CPU-time ratios are cleanest single-threaded)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--compile-timeout", type=float, default=300.0, help="seconds allowed for the torch.compile trial")
+    ap.add_argument("--root", default=".", help="repository root (for the workflow's benchmark files)")
+    args = ap.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+
+    t0 = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as common.train.train does
+    warnings.filterwarnings("ignore", message=".*deterministic.*")
+
+    from . import harness as H
+    from . import report
+    from .timing import machine_info, skipped_row
+
+    failed_imports = H.load_plugins()
+    meta = machine_info(args.threads)
+    meta["quick"] = args.quick
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for pkg, err in failed_imports.items():
+        rows.append(skipped_row("method_overhead", "import", "-", f"papers.{pkg}", "-", "failed", err[:200]))
+
+    def section(name, fn):
+        if name not in sections:
+            return
+        _log(f"section {name} ...")
+        s0 = time.perf_counter()
+        try:
+            new = fn(args.quick, args.threads)
+        except Exception as e:  # noqa: BLE001 - one broken section must not lose the others
+            traceback.print_exc()
+            new = [skipped_row(name, "section", "-", name, "-", "failed", f"{type(e).__name__}: {e}"[:200])]
+        finally:
+            torch.set_num_threads(args.threads)
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        rows.extend(new)
+        _log(f"section {name}: {len(new)} rows in {time.perf_counter() - s0:.0f} s")
+
+    from . import methods_bench, ops_bench, options_bench, trainer_bench
+
+    section("methods", methods_bench.run)
+    section("trainer", trainer_bench.run_trainer)
+    section("data", trainer_bench.run_data_path)
+    section("ops", ops_bench.run)
+    section("options", lambda q, th: options_bench.run(q, th, args.compile_timeout))
+
+    workflow = workflow_section(Path(args.root))
+    meta["load_avg_end"] = round(os.getloadavg()[0], 2)
+    meta["runtime_s"] = time.perf_counter() - t0
+    df = report.write_csv(rows, meta, out / "bench.csv")
+    try:
+        report.figure(df, out)
+    except Exception:  # noqa: BLE001 - the CSV and markdown still count
+        traceback.print_exc()
+    fig_rel = (out / "bench.png").as_posix() if not out.is_absolute() else "bench.png"
+    (out / "README_section.md").write_text(report.markdown(df, meta, workflow, fig_rel))
+    _log(f"wrote {out}/bench.csv, bench.png, bench.pdf, README_section.md in {meta['runtime_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
