@@ -63,7 +63,7 @@ def _ms_signed(frac: float, base_s: float) -> str:
 def _ms(s: float) -> str:
     if not math.isfinite(s):
         return "-"
-    return f"{1e3 * s:.1f} ms" if s >= 1e-3 else f"{1e6 * s:.0f} us"
+    return f"{1e3 * s:.1f} ms" if abs(s) >= 1e-3 else f"{1e6 * s:.0f} us"
 
 
 def verdict(row) -> str:

@@ -178,10 +178,11 @@ def machine_info(threads: int) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 timeout=10).stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks", "common"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        if dirty and commit != "unknown":
-            commit += " + local changes to benchmarks/ or common/"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks", "common", "papers"],
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        paths = sorted({ln[3:].strip() for ln in dirty if ln.strip()})
+        if paths and commit != "unknown":
+            commit += " + uncommitted " + ", ".join(paths[:6]) + (f" (+{len(paths) - 6} more)" if len(paths) > 6 else "")
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return {
