@@ -35,8 +35,12 @@ def write_csv(rows: list[dict], meta: dict, path: Path) -> pd.DataFrame:
 
 
 def read_csv(path) -> pd.DataFrame:
-    """Read ``bench.csv`` (skips the ``#`` provenance header)."""
-    return pd.read_csv(path, comment="#")
+    """Read ``bench.csv`` (skips the ``#`` provenance header); text columns come back as str."""
+    df = pd.read_csv(path, comment="#")
+    for col in ("section", "name", "model", "variant", "baseline", "clock", "unit", "target", "target_met",
+                "status", "note"):
+        df[col] = df[col].fillna("").astype(str)
+    return df
 
 
 # --------------------------------------------------------------------------- helpers
@@ -366,7 +370,8 @@ def figure(df: pd.DataFrame, out_dir: Path) -> None:
          "pct"),
         ("Step overhead vs erm: MLP (regression)",
          meth[meth["name"].isin(["aa_control", "step_overhead"]) & (meth["model"] == "mlp")], "pct"),
-        ("Mixing ops: time vs timm / torchvision", ok[ok["section"] == "mixing_ops"], "ratio"),
+        ("Mixing ops: time vs timm / torchvision",
+         ok[(ok["section"] == "mixing_ops") & (ok["name"] != "component")], "ratio"),
         ("Trainer vs bare loop; data path vs model step", ok[ok["section"].isin(["trainer", "data_path"])], "ratio"),
         ("CPU options (resnet20 erm step)", ok[ok["section"] == "cpu_options"], "ratio"),
     ]
@@ -407,14 +412,7 @@ def figure(df: pd.DataFrame, out_dir: Path) -> None:
             colors.append("tab:red" if missed else ("0.6" if r["name"] == "aa_control" else "tab:blue"))
         ax.barh(y, med - ref, left=ref, xerr=err, color=colors, alpha=0.85, capsize=2)
         if np.isfinite(np.array(iso_x, float)).any():
-            from matplotlib.lines import Line2D
-            from matplotlib.patches import Patch
-
             ax.plot(iso_x, y, "kD", ms=4)
-            ax.legend(handles=[Patch(color="tab:blue", alpha=0.85, label="end to end (median, IQR)"),
-                               Patch(color="0.6", alpha=0.85, label="A/A control (noise floor)"),
-                               Line2D([], [], color="k", marker="D", ls="", ms=4, label="isolated (method-side work)")],
-                      fontsize=7, loc="lower right")
         ax.axvline(ref, color="k", lw=0.8)
         ax.set_yticks(y)
         ax.set_yticklabels(labels, fontsize=7)
@@ -427,8 +425,16 @@ def figure(df: pd.DataFrame, out_dir: Path) -> None:
             ax.set_xscale("symlog", linthresh=10)
         if kind == "ratio" and np.nanmax(med) / max(np.nanmin(med[med > 0]) if (med > 0).any() else 1, 1e-9) > 20:
             ax.set_xscale("log")
-    fig.suptitle("mixrepro benchmarks (grey: A/A control = noise floor; red: a target missed)", fontsize=11)
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color="tab:blue", alpha=0.85, label="median ratio over rounds (whiskers: IQR)"),
+                        Patch(color="0.6", alpha=0.85, label="A/A control (noise floor)"),
+                        Patch(color="tab:red", alpha=0.85, label="target missed"),
+                        Line2D([], [], color="k", marker="D", ls="", ms=4, label="isolated estimate (method-side work)")],
+               loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle("mixrepro benchmarks", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     for ext in ("png", "pdf"):
         fig.savefig(out_dir / f"{FIG_NAME}.{ext}", dpi=110)
     plt.close(fig)

@@ -21,6 +21,7 @@ plus the workflow's wall time per paper from Snakemake's benchmark files when th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -75,7 +76,11 @@ def main(argv=None) -> int:
                     help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--compile-timeout", type=float, default=300.0, help="seconds allowed for the torch.compile trial")
     ap.add_argument("--root", default=".", help="repository root (for the workflow's benchmark files)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="no measuring: redraw the figure and markdown from --out's bench.csv + bench_meta.json")
     args = ap.parse_args(argv)
+    if args.render_only:
+        return render(Path(args.out), Path(args.root))
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
@@ -129,13 +134,31 @@ def main(argv=None) -> int:
     meta["load_avg_end"] = round(os.getloadavg()[0], 2)
     meta["runtime_s"] = time.perf_counter() - t0
     df = report.write_csv(rows, meta, out / "bench.csv")
+    (out / "bench_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    _render(df, meta, workflow, out)
+    _log(f"wrote {out}/bench.csv, bench_meta.json, bench.png, bench.pdf, README_section.md in {meta['runtime_s']:.0f} s")
+    return 0
+
+
+def _render(df, meta: dict, workflow: dict, out: Path) -> None:
+    from . import report
+
     try:
         report.figure(df, out)
     except Exception:  # noqa: BLE001 - the CSV and markdown still count
         traceback.print_exc()
     fig_rel = (out / "bench.png").as_posix() if not out.is_absolute() else "bench.png"
     (out / "README_section.md").write_text(report.markdown(df, meta, workflow, fig_rel))
-    _log(f"wrote {out}/bench.csv, bench.png, bench.pdf, README_section.md in {meta['runtime_s']:.0f} s")
+
+
+def render(out: Path, root: Path) -> int:
+    """Redraw figure + markdown from saved measurements (the workflow table is re-read)."""
+    from . import report
+
+    df = report.read_csv(out / "bench.csv")
+    meta = json.loads((out / "bench_meta.json").read_text())
+    _render(df, meta, workflow_section(root), out)
+    _log(f"re-rendered {out}/bench.png, bench.pdf, README_section.md from bench.csv")
     return 0
 
 

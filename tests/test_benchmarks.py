@@ -50,6 +50,11 @@ def test_quick_run_writes_csv_figure_and_markdown(tmp_path):
     assert {"erm"} <= set(df.loc[df["section"] == "method_overhead", "baseline"])
     md = (out / "README_section.md").read_text()
     assert "Targets" in md and "bench.png" in md and "threads" in md
+    # the figure and markdown can be redrawn from the saved measurements alone
+    p = subprocess.run([sys.executable, "-m", "benchmarks.run", "--out", str(out), "--render-only"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (out / "README_section.md").read_text() == md
 
 
 # --------------------------------------------------------------------------- timing helpers
