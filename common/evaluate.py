@@ -2,6 +2,8 @@
 robustness for classification; RMSE/MAPE for regression."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import calibration as cal
@@ -44,11 +46,45 @@ def with_temperature(test_logits, test_y, val_logits, val_y, n_bins=15) -> dict:
     return out
 
 
+def occlusion_side(d: int, size: float) -> int:
+    """Side in pixels of an occluding patch covering the fraction ``size`` of an image side
+    ``d``: ``floor(size * d + 0.5)`` (half rounds up); ``size = 0`` gives no patch."""
+    if not 0.0 <= size <= 1.0:
+        raise ValueError(f"occlusion size must lie in [0, 1] (a fraction of the image side), got {size}")
+    return int(math.floor(size * d + 0.5))
+
+
+def occlusion_mask(n: int, h: int, w: int, size: float, mode: str, generator: torch.Generator | None = None):
+    """Boolean (n, h, w) mask, True on the occluded patch (side fraction ``size`` of each dim) of each image.
+
+    * ``center``: rows ``[(h - ph) // 2, (h - ph) // 2 + ph)`` and the same for columns, i.e. the
+      patch is centred exactly when ``h - ph`` is even (otherwise it sits half a pixel up/left);
+    * ``random``: top-left corner uniform over all positions that keep the whole patch inside the
+      image, one draw per image from ``generator``.
+    """
+    ph, pw = occlusion_side(h, size), occlusion_side(w, size)
+    if mode == "center":
+        r0 = torch.full((n,), (h - ph) // 2)
+        c0 = torch.full((n,), (w - pw) // 2)
+    elif mode == "random":
+        r0 = torch.randint(0, h - ph + 1, (n,), generator=generator)
+        c0 = torch.randint(0, w - pw + 1, (n,), generator=generator)
+    else:
+        raise ValueError(f"unknown occlusion mode {mode!r}; choose 'center' or 'random'")
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    return ((rows >= r0.view(n, 1, 1)) & (rows < (r0 + ph).view(n, 1, 1))
+            & (cols >= c0.view(n, 1, 1)) & (cols < (c0 + pw).view(n, 1, 1)))
+
+
 @torch.no_grad()
 def occlusion_metrics(model, loader, sizes=(0.25, 0.5), modes=("center", "random"), seed: int = 0) -> dict:
-    """Top-1 on test images with a square patch blanked out (set to the normalised value 0, i.e.
-    the dataset mean). ``sizes`` are side fractions of the image side; ``random`` places the
-    patch uniformly (seeded, the same for every method)."""
+    """Top-1 (%) on test images with a square patch blanked out, for CutMix's occlusion-robustness
+    claim (Yun et al. 2019, Sec. 4.3). The patch is set to 0 in the *normalised* input, i.e. to the
+    dataset's per-channel mean colour. ``sizes`` are fractions of the image side (0.5 on 32x32 =
+    a 16x16 patch = 25% of the area); key ``occ_<mode>_<round(100 * size)>``. ``random`` draws
+    its positions from a generator seeded by ``seed`` for every (mode, size), so every model sees
+    the same patches; ``size = 0`` leaves the images unchanged (equals plain top-1)."""
     model.eval()
     out = {}
     for mode in modes:
@@ -56,20 +92,11 @@ def occlusion_metrics(model, loader, sizes=(0.25, 0.5), modes=("center", "random
             g = torch.Generator().manual_seed(seed)
             correct = total = 0
             for batch in loader.epoch(0):
-                x = batch.x.clone()
+                x = batch.x
                 n, _, h, w = x.shape
-                ph, pw = max(1, round(h * s)), max(1, round(w * s))
-                if mode == "center":
-                    r0 = torch.full((n,), (h - ph) // 2)
-                    c0 = torch.full((n,), (w - pw) // 2)
-                else:
-                    r0 = torch.randint(0, h - ph + 1, (n,), generator=g)
-                    c0 = torch.randint(0, w - pw + 1, (n,), generator=g)
-                rows = torch.arange(h).view(1, h, 1)
-                cols = torch.arange(w).view(1, 1, w)
-                m = ((rows >= r0.view(n, 1, 1)) & (rows < (r0 + ph).view(n, 1, 1))
-                     & (cols >= c0.view(n, 1, 1)) & (cols < (c0 + pw).view(n, 1, 1)))
-                x = x.masked_fill(m.unsqueeze(1).to(x.device), 0.0)
+                m = occlusion_mask(n, h, w, s, mode, g)
+                if m.any():
+                    x = x.masked_fill(m.unsqueeze(1).to(x.device), 0.0)
                 correct += (model(x).argmax(1).cpu() == batch.y.cpu()).sum().item()
                 total += n
             out[f"occ_{mode}_{int(round(s * 100))}"] = 100.0 * correct / max(1, total)
