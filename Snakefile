@@ -10,9 +10,11 @@ figures, cross-paper summary and READMEs from them.
 Runs are discovered from papers/*/experiments.yaml; a run's id derives from its resolved
 config, so only missing or changed runs execute, and a run requested by two papers trains once.
 """
+import hashlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -45,6 +47,21 @@ wildcard_constraints:
 
 def run_resources(key, default):
     return lambda wc: RUNS[wc.run_id]["resources"].get(key, default)
+
+
+def paper_files(wc):
+    """The paper's own aggregation inputs: its grid/claims, reported figures and plot/table hooks."""
+    names = ("experiments.yaml", "reported.csv", "plots.py", "tables.py")
+    return [f"papers/{wc.paper}/{n}" for n in names if (Path(workflow.basedir) / "papers" / wc.paper / n).exists()]
+
+
+def paper_digest(wc):
+    """Content hash of paper_files: a params change reruns the table even though the default
+    profile leaves mtime out of the rerun triggers (edited claims must rebuild the verdicts)."""
+    h = hashlib.sha256()
+    for f in paper_files(wc):
+        h.update(f.encode() + (Path(workflow.basedir) / f).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def launcher(wc):
@@ -93,7 +110,11 @@ rule train:
 rule paper_table:
     """Per-paper table (mean, std, n seeds) and the paper's figures vs ours."""
     input:
-        lambda wc: expand("results/{scale}/runs/{run_id}/metrics.json", scale=wc.scale, run_id=BY_PAPER[wc.paper]),
+        runs=lambda wc: expand("results/{scale}/runs/{run_id}/metrics.json", scale=wc.scale,
+                               run_id=BY_PAPER[wc.paper]),
+        paper=paper_files,
+    params:
+        digest=paper_digest,
     output:
         csv=report("results/{scale}/tables/{paper}.csv", caption="report/table.rst", category="Tables",
                    subcategory="{paper}"),
@@ -105,13 +126,17 @@ rule paper_table:
         "results/{scale}/logs/table_{paper}.log",
     shell:
         "python -m common.aggregate table --paper {wildcards.paper} --scale {wildcards.scale} "
-        "--out-csv {output.csv:q} --out-md {output.md:q} --out-claims {output.claims:q} {input:q} > {log:q} 2>&1"
+        "--out-csv {output.csv:q} --out-md {output.md:q} --out-claims {output.claims:q} {input.runs:q} > {log:q} 2>&1"
 
 
 rule paper_figures:
     """Bar charts against the reported value, learning curves and the paper's own plots."""
     input:
-        lambda wc: expand("results/{scale}/runs/{run_id}/metrics.json", scale=wc.scale, run_id=BY_PAPER[wc.paper]),
+        runs=lambda wc: expand("results/{scale}/runs/{run_id}/metrics.json", scale=wc.scale,
+                               run_id=BY_PAPER[wc.paper]),
+        paper=paper_files,
+    params:
+        digest=paper_digest,
     output:
         report(directory("figures/{scale}/{paper}"), patterns=["{name}.png"], caption="report/figure.rst",
                category="Figures", subcategory="{paper}"),
@@ -121,11 +146,12 @@ rule paper_figures:
         "results/{scale}/logs/figures_{paper}.log",
     shell:
         "python -m common.aggregate figures --paper {wildcards.paper} --scale {wildcards.scale} "
-        "--out-dir {output:q} {input:q} > {log:q} 2>&1"
+        "--out-dir {output:q} {input.runs:q} > {log:q} 2>&1"
 
 
 rule summary:
-    """Every headline claim across papers with a verdict; cross-method matrix; calibration table."""
+    """Every headline claim across papers with a verdict; cross-method matrix; the papers' cross-paper
+    tables (papers/<paper>/tables.py: make_tables, e.g. RankMixup's calibration table)."""
     input:
         claims=expand("results/{{scale}}/tables/{paper}_claims.csv", paper=PAPERS),
         runs=[f"results/{SCALE}/runs/{rid}/metrics.json" for rid in sorted(RUNS)],
@@ -135,6 +161,8 @@ rule summary:
         tex="results/{scale}/summary.tex",
         matrix=report("results/{scale}/matrix.md", caption="report/matrix.rst", category="Summary"),
         matrix_csv="results/{scale}/matrix.csv",
+        extra=report(directory("results/{scale}/cross"), patterns=["{name}.md"], caption="report/cross.rst",
+                     category="Summary"),
     conda:
         "environment.yml"
     log:
@@ -142,7 +170,8 @@ rule summary:
     shell:
         "python -m common.aggregate summary --scale {wildcards.scale} --claims {input.claims:q} "
         "--runs {input.runs:q} --out-md {output.md:q} --out-csv {output.csv:q} --out-tex {output.tex:q} "
-        "--out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} > {log:q} 2>&1"
+        "--out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} --out-extra {output.extra:q} "
+        "> {log:q} 2>&1"
 
 
 rule readmes:
@@ -166,6 +195,9 @@ rule bench:
     output:
         csv="results/bench/bench.csv",
         md="results/bench/README_section.md",
+        meta="results/bench/bench_meta.json",
+        png=report("results/bench/bench.png", caption="report/bench.rst", category="Performance"),
+        pdf="results/bench/bench.pdf",
     log:
         "results/bench/bench.log",
     conda:

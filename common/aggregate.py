@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import load_experiments
+from .config import discover_papers, load_experiments
 from .io import atomic_write_text
 
 REPORTED_COLUMNS = ["paper", "method", "dataset", "model", "epochs", "metric", "value", "baseline_method",
@@ -90,24 +90,24 @@ def _flat(d: dict, prefix="") -> dict:
 
 
 def _label(runs: list[dict]) -> None:
-    """Give each run a method label (name + the params that distinguish same-named variants)
-    and a setting id (everything but seed and method)."""
-    by_name: dict[str, list[dict]] = {}
-    for r in runs:
-        by_name.setdefault(r["config"]["method"]["name"], []).append(r)
-    for name, rs in by_name.items():
-        flats = [_flat({k: v for k, v in r["config"]["method"].items() if k != "name"}) for r in rs]
-        keys = sorted({k for f in flats for k in f})
-        varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
-        for r, f in zip(rs, flats):
-            extra = ",".join(f"{k}={f.get(k)}" for k in varying)
-            r["label"] = f"{name}({extra})" if extra else name
+    """Give each run a setting id (everything but seed and method) and a method label: the name
+    plus the params that distinguish same-named variants within one setting."""
     for r in runs:
         c = {k: v for k, v in r["config"].items() if k not in ("seed", "method", "resources")}
         c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in ("root", "download")}
         r["setting"] = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:6]
         r["dataset"] = r["config"]["dataset"]["name"]
         r["model"] = r["config"]["model"]["name"].replace("timm:", "")
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["config"]["method"]["name"], r["setting"]), []).append(r)
+    for (name, _), rs in groups.items():
+        flats = [_flat({k: v for k, v in r["config"]["method"].items() if k != "name"}) for r in rs]
+        keys = sorted({k for f in flats for k in f})
+        varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+        for r, f in zip(rs, flats):
+            extra = ",".join(f"{k}={f.get(k)}" for k in varying)
+            r["label"] = f"{name}({extra})" if extra else name
 
 
 def scalar_metrics(run: dict) -> dict:
@@ -373,7 +373,9 @@ def figures(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str, out
     # 4) the paper's own plots (papers/<paper>/plots.py: make_figures(runs, out_dir))
     try:
         mod = importlib.import_module(f"papers.{exp['paper']}.plots")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as e:
+        if e.name != f"papers.{exp['paper']}.plots":  # a missing dependency of plots.py is an error
+            raise
         mod = None
     if mod is not None and hasattr(mod, "make_figures"):
         mod.make_figures(runs, out_dir)
@@ -476,6 +478,7 @@ def main(argv=None) -> int:
     s.add_argument("--runs", nargs="*", default=[])
     for k in ("md", "csv", "tex", "matrix", "matrix-csv"):
         s.add_argument(f"--out-{k}", required=True)
+    s.add_argument("--out-extra", default=None, help="directory for the papers' cross-paper tables")
     r = sub.add_parser("readmes")
     r.add_argument("--scale", required=True)
     r.add_argument("tables", nargs="*")
@@ -518,6 +521,18 @@ def main(argv=None) -> int:
         mx = matrix(runs)
         atomic_write_text(a.out_matrix, f"# Cross-method matrix — `{a.scale}` scale\n\n{matrix_markdown(mx)}")
         atomic_write_text(a.out_matrix_csv, mx.to_csv(index=False))
+        if a.out_extra:  # cross-paper tables a paper contributes (papers/<paper>/tables.py: make_tables)
+            extra = Path(a.out_extra)
+            extra.mkdir(parents=True, exist_ok=True)
+            for paper in sorted(discover_papers(root)):
+                try:
+                    mod = importlib.import_module(f"papers.{paper}.tables")
+                except ModuleNotFoundError as e:
+                    if e.name != f"papers.{paper}.tables":
+                        raise
+                    continue
+                if hasattr(mod, "make_tables"):
+                    mod.make_tables(a.runs, extra)
         return 0
     if a.cmd == "readmes":
         for tpath in a.tables:

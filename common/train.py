@@ -106,6 +106,16 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
 
 
 # --------------------------------------------------------------------------- main loop
+def deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of
+    ``torch._inductor`` (2-3 s per training process here, paid by every job of the workflow) unless
+    inductor is already loaded; the trainer never compiles, so only the ATen flag matters."""
+    if "torch._inductor" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
+
+
 def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epoch: int | None = None,
           progress: bool | None = None) -> dict | None:
     validate_run_config(cfg)
@@ -120,7 +130,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     if t["num_threads"]:
         torch.set_num_threads(t["num_threads"])
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
 

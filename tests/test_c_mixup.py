@@ -33,7 +33,7 @@ from papers.c_mixup.method import (
     sample_from_rows,
 )
 
-DATA = Path(os.environ.get("MIXREPRO_DATA") or "/work/shared/data")
+DATA = Path(os.environ.get("MIXREPRO_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs = lambda rel: pytest.mark.skipif(not (DATA / rel).exists(), reason=f"{DATA / rel} not available")  # noqa: E731
 
 Y4 = torch.tensor([0.0, 0.5, 1.0, 3.0])

@@ -388,3 +388,16 @@ def test_cifar10_from_the_shared_zip(monkeypatch):
     assert torch.bincount(sub.train.y, minlength=10).tolist() == [200] * 10
     assert time.time() - t1 < max(60.0, 2 * (t1 - t0))  # second load comes from the cache
     assert np.isfinite(m.numpy()).all()
+
+
+def test_deterministic_algorithms_flag_without_inductor():
+    import torch
+
+    from common.train import deterministic_algorithms
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        deterministic_algorithms()
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

@@ -196,7 +196,9 @@ def test_properties(k, n, seed, lam, shift, scale):
     p = z.softmax(1)
     pa, pb = p.gather(1, ya.view(-1, 1)).squeeze(1), p.gather(1, yb.view(-1, 1)).squeeze(1)
     ok = diff & (pb < 1 - 1e-9) & (pa > 1e-200)
-    assert torch.allclose(na[ok], (-pa.log() + (-pb).log1p())[ok], rtol=1e-7, atol=1e-9)
+    # the reference loses ~eps / (1 - p_b) absolutely in log1p(-p_b) (and in p_a when p_a is tiny)
+    tol = 1e-9 + 1e-7 * na.abs() + 8 * torch.finfo(z.dtype).eps / (1 - pb).clamp_min(1e-300)
+    assert bool(((na - (-pa.log() + (-pb).log1p())).abs() <= tol)[ok].all())
     # invariant to adding a constant to every logit of a row
     dr, _ = decoupled_regularizer(z, ya, yb, 0.6)
     dr_shift, _ = decoupled_regularizer(z + shift, ya, yb, 0.6)

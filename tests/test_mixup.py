@@ -44,14 +44,16 @@ def test_step_matches_the_two_term_loss_and_mixed_input():
     assert math.isclose(out.loss.item(), expect.item(), rel_tol=1e-6)
 
 
-def test_alpha_zero_disables_mixing_and_prob_zero_too():
+def test_prob_zero_disables_mixing_and_alpha_must_be_positive():
     from common.methods import Batch
 
     ctx = _ctx()
     x, y = torch.randn(4, 2), torch.tensor([0, 1, 2, 0])
-    for spec in ({"name": "mixup", "alpha": 0.0}, {"name": "mixup", "prob": 0.0}):
-        out = build_method(spec, ctx).step(Linear(), Batch(x, y, torch.arange(4)), _state(ctx))
-        assert out.mix.lam == 1.0
+    out = build_method({"name": "mixup", "prob": 0.0}, ctx).step(Linear(), Batch(x, y, torch.arange(4)), _state(ctx))
+    assert out.mix.lam == 1.0
+    for alpha in (0.0, -1.0):  # the official code's "alpha <= 0 = off" is rejected: use erm or prob 0
+        with pytest.raises(ConfigError, match=r"alpha=.*allowed \(0\.0, inf"):
+            build_method({"name": "mixup", "alpha": alpha}, ctx)
 
 
 def test_flip_pairing_needs_even_batch():

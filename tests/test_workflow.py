@@ -69,6 +69,15 @@ def _copy_repo(dst: Path) -> Path:
     return dst
 
 
+CROSS_TABLE = '''\
+from pathlib import Path
+
+
+def make_tables(paths, out_dir):
+    Path(out_dir, "n_runs.txt").write_text(str(len(paths)))
+'''
+
+
 def _add_paper(repo: Path, name: str, methods: str, method: str, code: str | None = None) -> None:
     d = repo / "papers" / name
     d.mkdir()
@@ -105,6 +114,7 @@ def _jobs(dry_run_output: str) -> dict[str, int]:
 def repo(tmp_path_factory):
     r = _copy_repo(tmp_path_factory.mktemp("wf"))
     _add_paper(r, "tinya", "erm, {name: mixup, alpha: 0.4}", "mixup")
+    (r / "papers/tinya/tables.py").write_text(CROSS_TABLE)
     _smk(r, "--config", "papers=[tinya]", "--cores", "2")
     return r
 
@@ -124,6 +134,8 @@ def test_quick_run_produces_tables_figures_and_provenance(repo):
     assert (repo / "results/quick/summary.md").exists() and (repo / "results/quick/summary.tex").exists()
     readme = (repo / "papers/tinya/README.md").read_text()
     assert "| `erm` |" in readme  # the generated table landed between the markers
+    # a paper's tables.py hook gets every run of the scale (cross-paper tables)
+    assert (repo / "results/quick/cross/n_runs.txt").read_text() == "2"
 
 
 @pytest.mark.slow
@@ -141,6 +153,22 @@ def test_nothing_to_do_then_only_deleted_run_reruns(repo):
     _smk(repo, "--config", "papers=[tinya]", "--cores", "2")
     assert victim.exists()
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the other run was not retrained
+
+
+@pytest.mark.slow
+def test_editing_a_papers_claims_rebuilds_its_aggregates_not_its_runs(repo):
+    """The default profile leaves mtime out of the rerun triggers; the tables still follow an
+    edited experiments.yaml / reported.csv (their content hash is a param of the rules)."""
+    exp = repo / "papers/tinya/experiments.yaml"
+    text = exp.read_text()
+    try:
+        exp.write_text(text.replace("method beats erm", "method beats erm (reworded)"))
+        jobs = _jobs(_smk(repo, "--config", "papers=[tinya]", "-n").stdout)
+        assert "train" not in jobs and jobs.get("paper_table") == 1 and jobs.get("paper_figures") == 1, jobs
+    finally:
+        exp.write_text(text)
+    p = _smk(repo, "--config", "papers=[tinya]", "-n")
+    assert "Nothing to be done" in p.stdout + p.stderr
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ Paper Eq. 2 (box): centre ``r_y ~ U(0, H)``, ``r_x ~ U(0, W)``; sides ``r_h = H 
 
 Per training iteration, as in the official ``train.py`` (spec section 1.2):
 
-    r ~ U[0, 1)                             one draw per batch; mix only if alpha > 0 and r < prob
+    r ~ U[0, 1)                             one draw per batch; mix only if r < prob
     lam ~ Beta(alpha, alpha)                one value per batch
     perm = randperm(N)                      partners; fixed points allowed
     box = rand_bbox(H, W, lam)              one box per batch (common.mixing.sample_box)
@@ -41,14 +41,14 @@ from common.mixing import Box, box_lambda, box_mask, pair_indices, paste_box, sa
 
 @dataclass
 class CutMixParams:
-    alpha: float = 1.0  # Beta(alpha, alpha); the paper uses alpha = 1 everywhere; 0 switches CutMix off
+    alpha: float = 1.0  # Beta(alpha, alpha), alpha > 0; the paper uses alpha = 1 everywhere (no CutMix: prob 0 or `erm`)
     prob: float = 1.0  # per-batch apply probability `cutmix_prob` (code only: 0.5 CIFAR, 1.0 ImageNet)
     pairing: str = "permute"  # "permute" (official randperm) or "flip" (timm)
     per_sample: bool = False  # timm mode='elem': own decision, lambda and box per sample
     correct_lam: bool = True  # lam_eff = 1 - box area / image area (Algorithm A1)
 
     def __post_init__(self):
-        check_range("method", "alpha", self.alpha, 0.0)  # 0 switches CutMix off (official `beta > 0` test)
+        check_range("method", "alpha", self.alpha, 0.0, None, lo_open=True)
         check_range("method", "prob", self.prob, 0.0, 1.0)
         if self.pairing not in ("permute", "flip"):
             raise ValueError(f"pairing must be 'permute' or 'flip', got {self.pairing!r}")

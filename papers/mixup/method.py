@@ -3,7 +3,7 @@ ICLR 2018 (arXiv 1710.09412). Official code: facebookresearch/mixup-cifar10.
 
 Per batch (official code, spec ``shared/specs/mixup.md`` section 1):
 
-    lam ~ Beta(alpha, alpha)            one draw per batch (alpha <= 0: lam = 1, no mixing)
+    lam ~ Beta(alpha, alpha)            one draw per batch (alpha > 0; for no mixing use `erm` or prob 0)
     perm = randperm(N)                  partners within the batch, fixed points allowed
     x~ = lam * x + (1 - lam) * x[perm]
     L  = lam * CE(f(x~), y) + (1 - lam) * CE(f(x~), y[perm])
@@ -21,12 +21,12 @@ from common.mixing import mix_inputs, pair_indices, sample_lambda
 
 @dataclass
 class MixupParams:
-    alpha: float = 1.0  # Beta(alpha, alpha); <= 0 disables mixing as in the official code
+    alpha: float = 1.0  # Beta(alpha, alpha), alpha > 0 (the official code's alpha <= 0 'off' switch is `erm`)
     prob: float = 1.0  # per-batch probability of mixing (official: always)
     pairing: str = "permute"  # "permute" (official) or "flip" (timm)
 
     def __post_init__(self):
-        check_range("method", "alpha", self.alpha)
+        check_range("method", "alpha", self.alpha, 0.0, None, lo_open=True)
         check_range("method", "prob", self.prob, 0.0, 1.0)
         if self.pairing not in ("permute", "flip"):
             raise ValueError(f"pairing must be 'permute' or 'flip', got {self.pairing!r}")

@@ -25,6 +25,8 @@ BAD_RUN_CONFIGS = [
     ("negative_seed", {"seed": -3}, ["'seed'", "minimum=0"]),
     ("alpha_zero_manifold", {"method": {"name": "manifold_mixup", "alpha": 0.0}}, ["alpha=0.0", "allowed (0.0, inf"]),
     ("alpha_negative_manifold", {"method": {"name": "manifold_mixup", "alpha": -1}}, ["alpha=-1", "allowed (0.0, inf"]),
+    ("alpha_zero_mixup", {"method": {"name": "mixup", "alpha": 0.0}}, ["alpha=0.0", "allowed (0.0, inf"]),
+    ("alpha_negative_cutmix", {"method": {"name": "cutmix", "alpha": -0.5}}, ["alpha=-0.5", "allowed (0.0, inf"]),
     ("prob_above_one", {"method": {"name": "mixup", "prob": 1.5}}, ["prob=1.5", "[0.0, 1.0]"]),
     ("prob_negative_cutmix", {"method": {"name": "cutmix", "prob": -0.1}}, ["prob=-0.1", "[0.0, 1.0]"]),
     ("method_param_typo", {"method": {"name": "mixup", "alpah": 1.0}}, ["'alpah'", "Did you mean 'alpha'"]),

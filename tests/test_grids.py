@@ -1,0 +1,50 @@
+"""Cross-paper grid invariants: the papers that compare against the same baselines on the same
+setting must resolve to the *same* runs, so a baseline is trained once and every paper's table
+reads it (the workflow's sharing is by config hash, so one differing key silently doubles the work).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from common.config import plan
+
+ROOT = Path(__file__).resolve().parent.parent
+# papers whose cpu grid is the shared CIFAR-10 / ResNet-20 setting (papers/cutmix/experiments.yaml)
+SHARED_CPU = ("cutmix", "decoupled_mixup", "rankmixup", "resizemix")
+
+
+def _variants(scale: str, papers) -> dict[str, set[str]]:
+    """'<method>-<dataset>-<model>-s<seed>' -> the config hashes the papers' grids give it."""
+    _, by_paper = plan(scale, ROOT, list(papers))
+    out: dict[str, set[str]] = defaultdict(set)
+    for rids in by_paper.values():
+        for rid in rids:
+            stem, h = rid.rsplit("-", 1)
+            out[stem].add(h)
+    return out
+
+
+def test_cpu_baselines_are_shared_across_papers():
+    _, by_paper = plan("cpu", ROOT, list(SHARED_CPU))
+    assert set(by_paper) == set(SHARED_CPU)
+    variants = _variants("cpu", SHARED_CPU)
+    for method in ("erm", "mixup", "cutmix"):
+        stems = [s for s in variants if s.startswith(f"{method}-cifar10-resnet20-")]
+        assert len(stems) >= 3, method  # >= 3 seeds
+        for s in stems:
+            assert len(variants[s]) == 1, f"{s}: the papers' cpu grids differ ({sorted(variants[s])})"
+    # the baselines the other papers compare against are literally the CutMix paper's runs
+    cut = set(by_paper["cutmix"])
+    for paper in SHARED_CPU[1:]:
+        base = {r for r in by_paper[paper] if r.split("-")[0] in ("erm", "mixup", "cutmix")}
+        assert base and base <= cut, paper
+
+
+@pytest.mark.parametrize("scale", ["quick", "cpu"])
+def test_transmix_and_mixpro_share_the_deit_baseline(scale):
+    _, by_paper = plan(scale, ROOT, ["transmix", "mixpro"])
+    t, m = set(by_paper["transmix"]), set(by_paper["mixpro"])
+    assert t & m, "the DeiT-mixing baseline (and TransMix) should be one set of runs for both papers"
