@@ -32,6 +32,11 @@ REPORTED_COLUMNS = ["paper", "method", "dataset", "model", "epochs", "metric", "
 MAIN = {"classification": ["top1", "ece", "adaece", "ts_ece", "nll", "occ_center_25", "occ_random_50"],
         "regression": ["rmse", "mape"]}
 LOWER_BETTER = {"ece", "adaece", "cw_ece", "nll", "ts_ece", "ts_adaece", "ts_nll", "rmse", "mape", "mae", "mse"}
+# calibration errors are stored as fractions in metrics.json (and in the CSVs) and shown in percent in
+# Markdown/LaTeX, the unit the papers report them in
+PERCENT = {"ece", "adaece", "cw_ece", "ts_ece", "ts_adaece", "ts_cw_ece"}
+# training-time reference per setting in the matrix: the first of these that the setting has
+TIME_REFERENCE = ("erm", "deit_mix", "mixup", "cutmix")
 
 
 # --------------------------------------------------------------------------- loading
@@ -152,7 +157,18 @@ def fmt(mean, std, n=None, digits=2) -> str:
 
 
 def _digits(metric: str) -> int:
-    return 4 if metric in ("ece", "adaece", "ts_ece", "cw_ece", "nll", "ts_nll", "rmse", "mse", "mae") else 2
+    return 4 if metric in ("nll", "ts_nll", "rmse", "mse", "mae") else 2
+
+
+def _shown(metric: str, x):
+    """A value as displayed: calibration errors in percent, everything else as stored."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return x
+    return 100.0 * x if metric in PERCENT else x
+
+
+def _header(metric: str) -> str:
+    return f"{metric} (%)" if metric in PERCENT else metric
 
 
 def wide_markdown(long: pd.DataFrame) -> str:
@@ -161,14 +177,15 @@ def wide_markdown(long: pd.DataFrame) -> str:
     parts = []
     for (ds, model, setting), g in long.groupby(["dataset", "model", "setting"], sort=True):
         metrics = [m for m in MAIN["classification"] + MAIN["regression"] if m in set(g["metric"])]
-        header = ["method", "n"] + metrics
+        header = ["method", "n"] + [_header(m) for m in metrics]
         lines = [f"**{ds} / {model}** (setting `{setting}`)\n", "| " + " | ".join(header) + " |",
                  "|" + "---|" * len(header)]
         for label, gm in g.groupby("method", sort=True):
             row = [f"`{label}`", str(int(gm["n_seeds"].max()))]
             for m in metrics:
                 x = gm[gm["metric"] == m]
-                row.append(fmt(x["mean"].iloc[0], x["std"].iloc[0], digits=_digits(m)) if len(x) else "–")
+                row.append(fmt(_shown(m, x["mean"].iloc[0]), _shown(m, x["std"].iloc[0]), digits=_digits(m))
+                           if len(x) else "–")
             lines.append("| " + " | ".join(row) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
@@ -282,13 +299,15 @@ def claims_markdown(ct: pd.DataFrame) -> str:
     lines = ["| claim | paper reports | setting (ours) | ours: method | ours: baseline | delta [95% CI] | verdict |",
              "|---|---|---|---|---|---|---|"]
     for _, r in ct.iterrows():
-        d = _digits(r["metric"])
-        ci = f"[{r['ci_low']:.{d}f}, {r['ci_high']:.{d}f}]" if r["ci_low"] is not None and not pd.isna(r["ci_low"]) else "[–]"
+        m, d = r["metric"], _digits(r["metric"])
+        v = {k: _shown(m, r[k]) for k in ("method_mean", "method_std", "baseline_mean", "baseline_std", "delta",
+                                          "ci_low", "ci_high")}
+        ci = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if v["ci_low"] is not None and not pd.isna(v["ci_low"]) else "[–]"
         lines.append(
-            f"| {r['text']} | {_reported_cell(r)} | {r['dataset']}/{r['model']} ({r['metric']}) | "
-            f"`{r['method']}` {fmt(r['method_mean'], r['method_std'], digits=d)} (n={r['n_method']}) | "
-            f"`{r['baseline']}` {fmt(r['baseline_mean'], r['baseline_std'], digits=d)} (n={r['n_baseline']}) | "
-            f"{r['delta']:+.{d}f} {ci} | **{r['verdict']}** |")
+            f"| {r['text']} | {_reported_cell(r)} | {r['dataset']}/{r['model']} ({_header(m)}) | "
+            f"`{r['method']}` {fmt(v['method_mean'], v['method_std'], digits=d)} (n={r['n_method']}) | "
+            f"`{r['baseline']}` {fmt(v['baseline_mean'], v['baseline_std'], digits=d)} (n={r['n_baseline']}) | "
+            f"{v['delta']:+.{d}f} {ci} | **{r['verdict']}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -382,14 +401,44 @@ def figures(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str, out
 
 
 # --------------------------------------------------------------------------- summary
+def _bench_cpu_seconds(run: dict) -> float | None:
+    tsv = run["dir"].parent.parent / "benchmarks" / f"{run['dir'].name}.tsv"
+    if not tsv.exists():
+        return None
+    rows = list(csv.DictReader(tsv.read_text().splitlines(), delimiter="\t"))
+    try:
+        return float(rows[-1]["cpu_time"])
+    except (IndexError, KeyError, ValueError):
+        return None
+
+
+def _train_seconds(rs: list[dict]) -> tuple[str, dict[int, float]]:
+    prov = [r["metrics"]["provenance"] for r in rs]
+    if all("train_cpu_sec" in p for p in prov):
+        return "cpu", {id(r): p["train_cpu_sec"] for r, p in zip(rs, prov)}
+    bench = {id(r): _bench_cpu_seconds(r) for r in rs}
+    if all(v is not None for v in bench.values()):
+        return "cpu, whole job", bench
+    return "wall", {id(r): p["train_time_sec"] for r, p in zip(rs, prov)}
+
+
 def matrix(runs: list[dict]) -> pd.DataFrame:
     """Every classification method per setting: top-1, calibration before/after temperature
-    scaling, occlusion robustness, and training-time overhead vs ``erm`` in the same setting."""
+    scaling, occlusion robustness, and training time relative to a reference method of the same
+    setting (the first of ``TIME_REFERENCE`` it has; ``erm`` where it exists).
+
+    Time per run, the first kind every run of the setting has (column ``time_clock``): "cpu" = the
+    epoch loop's process CPU time (``train_cpu_sec``); "cpu, whole job" = the CPU time in Snakemake's
+    benchmark file for the run (``<scale>/benchmarks/<run id>.tsv``: also start-up and evaluation);
+    "wall" = the epoch loop's wall-clock time, which other jobs on the machine inflate."""
     rows = []
     cls = [r for r in runs if r["task"] == "classification"]
     for setting in sorted({r["setting"] for r in cls}):
         rs = [r for r in cls if r["setting"] == setting]
-        base_t = [r["metrics"]["provenance"]["train_time_sec"] for r in rs if r["config"]["method"]["name"] == "erm"]
+        clock, secs = _train_seconds(rs)
+        names = {r["config"]["method"]["name"] for r in rs}
+        ref = next((n for n in TIME_REFERENCE if n in names), None)
+        base_t = [secs[id(r)] for r in rs if r["config"]["method"]["name"] == ref]
         base_t = sum(base_t) / len(base_t) if base_t else None
         for label in sorted({r["label"] for r in rs}):
             g = [r for r in rs if r["label"] == label]
@@ -404,9 +453,11 @@ def matrix(runs: list[dict]) -> pd.DataFrame:
                     row[m + "_std"] = s.std(ddof=1) if len(v) > 1 else float("nan")
             occ = [k for k in row if k.startswith("occ_") and not k.endswith("_std")]
             row["occ_mean"] = sum(row[k] for k in occ) / len(occ) if occ else float("nan")
-            t = sum(r["metrics"]["provenance"]["train_time_sec"] for r in g) / len(g)
+            t = sum(secs[id(r)] for r in g) / len(g)
             row["train_time_sec"] = t
-            row["time_vs_erm"] = t / base_t if base_t else float("nan")
+            row["time_clock"] = clock
+            row["time_reference"] = ref or ""
+            row["time_vs_reference"] = t / base_t if base_t else float("nan")
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -416,16 +467,28 @@ def matrix_markdown(mx: pd.DataFrame) -> str:
         return "_no classification runs_\n"
     out = []
     for (ds, model, setting), g in mx.groupby(["dataset", "model", "setting"]):
+        ref, clock = g["time_reference"].iloc[0], g["time_clock"].iloc[0]
         out.append(f"**{ds} / {model}** (setting `{setting}`)\n")
-        out.append("| method | n | top-1 | ECE | AdaECE | ECE after TS | AdaECE after TS | occlusion (mean top-1) | train time vs erm |")
+        what = {"cpu": "CPU time", "cpu, whole job": "CPU time, whole job", "wall": "wall clock"}[clock]
+        tcol = f"train time vs `{ref}` ({what})" if ref else f"train time ({what})"
+        out.append("| method | n | top-1 | ECE (%) | AdaECE (%) | ECE after TS (%) | AdaECE after TS (%) | "
+                   f"occlusion (mean top-1) | {tcol} |")
         out.append("|---|---|---|---|---|---|---|---|---|")
         for _, r in g.iterrows():
+            pct = [fmt(_shown(m, r.get(m)), _shown(m, r.get(m + "_std"))) for m in ("ece", "adaece", "ts_ece", "ts_adaece")]
+            t = f"{r['time_vs_reference']:.2f}x" if ref else f"{r['train_time_sec']:.0f} s"
             out.append(f"| `{r['method']}` | {r['n']} | {fmt(r.get('top1'), r.get('top1_std'))} | "
-                       f"{fmt(r.get('ece'), r.get('ece_std'), digits=4)} | {fmt(r.get('adaece'), r.get('adaece_std'), digits=4)} | "
-                       f"{fmt(r.get('ts_ece'), r.get('ts_ece_std'), digits=4)} | "
-                       f"{fmt(r.get('ts_adaece'), r.get('ts_adaece_std'), digits=4)} | {fmt(r.get('occ_mean'), None)} | "
-                       f"{fmt(r.get('time_vs_erm'), None)}x |")
+                       f"{' | '.join(pct)} | {fmt(r.get('occ_mean'), None)} | {t} |")
         out.append("")
+    notes = {"cpu": "*CPU time*: CPU seconds of the training loop, recorded by each run.",
+             "cpu, whole job": "*CPU time, whole job*: CPU seconds of each run's whole job from Snakemake's benchmark "
+                               "file (start-up and evaluation included), which other jobs on the machine barely "
+                               "disturb.",
+             "wall": "*wall clock*: the training loop's elapsed time; other jobs sharing the cores inflate it by "
+                     "tens of percent."}
+    out += [notes[c] for c in notes if (mx["time_clock"] == c).any()]
+    out.append("Per-step overheads measured in one process, as ratios, are in `results/bench/` (README, "
+               "*Performance*).\n")
     return "\n".join(out) + "\n"
 
 
@@ -434,13 +497,15 @@ def summary_tex(ct: pd.DataFrame) -> str:
              r"Claim & Setting & Method & Baseline & $\Delta$ [95\% CI] & Verdict \\", r"\midrule"]
     esc = lambda s: re.sub(r"([_%&#$])", r"\\\1", str(s))  # noqa: E731
     for _, r in ct.iterrows():
-        d = _digits(r["metric"])
-        ci = f"[{r['ci_low']:.{d}f}, {r['ci_high']:.{d}f}]" if r["ci_low"] is not None and not pd.isna(r["ci_low"]) else ""
+        m, d = r["metric"], _digits(r["metric"])
+        v = {k: _shown(m, r[k]) for k in ("method_mean", "method_std", "baseline_mean", "baseline_std", "delta",
+                                          "ci_low", "ci_high")}
+        ci = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if v["ci_low"] is not None and not pd.isna(v["ci_low"]) else ""
         pm = "$\\pm$"
-        m_s = fmt(r["method_mean"], r["method_std"], digits=d).replace("±", pm)
-        b_s = fmt(r["baseline_mean"], r["baseline_std"], digits=d).replace("±", pm)
-        row = [f"{esc(r['text'])}", f"{esc(r['dataset'])}/{esc(r['model'])}", m_s, b_s,
-               f"{r['delta']:+.{d}f} {ci}", esc(r["verdict"])]
+        m_s = fmt(v["method_mean"], v["method_std"], digits=d).replace("±", pm)
+        b_s = fmt(v["baseline_mean"], v["baseline_std"], digits=d).replace("±", pm)
+        row = [f"{esc(r['text'])}", f"{esc(r['dataset'])}/{esc(r['model'])} ({esc(_header(m))})", m_s, b_s,
+               f"{v['delta']:+.{d}f} {ci}", esc(r["verdict"])]
         lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)

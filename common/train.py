@@ -181,7 +181,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
     total_steps = steps_per_epoch * t["epochs"]
     history: list[dict] = []
     start_epoch, best = 0, None
-    train_time = 0.0
+    train_time, train_cpu = 0.0, 0.0  # epoch-loop wall and process-CPU seconds
     ckpt, ckpt_path = load_checkpoint(ckpt_dir)
     if ckpt is not None:
         if ckpt.get("run_config") != cfg:
@@ -191,7 +191,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
             opt.load_state_dict(ckpt["optimizer"])
             scaler.load_state_dict(ckpt["scaler"])
             history, start_epoch, best = ckpt["history"], ckpt["epoch"] + 1, ckpt.get("best")
-            train_time = ckpt.get("train_time", 0.0)
+            train_time, train_cpu = ckpt.get("train_time", 0.0), ckpt.get("train_cpu", 0.0)
             log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     interactive = sys.stderr.isatty() if progress is None else progress
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
         train_model.train()
         sums: dict[str, float] = {}
         n_steps = 0
-        te = time.time()
+        te, tc = time.time(), time.process_time()
         it = train_loader.epoch(epoch, rank, world)
         if interactive and rank == 0:
             from tqdm import tqdm
@@ -237,6 +237,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
         epoch_secs = time.time() - te
         epoch_time_total += epoch_secs
         train_time += epoch_secs
+        train_cpu += time.process_time() - tc
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_secs": round(epoch_secs, 3)}
         row.update({f"train_{k}": v / max(1, n_steps) for k, v in sums.items()})
         row.update({f"train_{k}": v for k, v in method.epoch_end(state).items()} if n_steps else {})
@@ -255,7 +256,8 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
             atomic_write_text(out_dir / "epochs.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                        "scaler": scaler.state_dict(), "history": history, "epoch": epoch,
-                                       "best": best, "run_config": cfg, "train_time": train_time})
+                                       "best": best, "run_config": cfg, "train_time": train_time,
+                                       "train_cpu": train_cpu})
         if world > 1:
             torch.distributed.barrier()
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
@@ -280,6 +282,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
             "config": cfg, "seed": seed, "git_commit": git_commit(), "versions": package_versions(),
             "threads": thread_settings(), "device": str(device), "world_size": world,
             "wall_time_sec": round(time.time() - t0, 2), "train_time_sec": round(train_time, 2),
+            "train_cpu_sec": round(train_cpu, 2),
             "resumed_from_epoch": start_epoch, "argv": sys.argv,
             "dataset_sizes": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
                               "test": len(splits.test)},

@@ -1,0 +1,83 @@
+"""common.aggregate: the verdict rule, units in the generated tables, and the cross-method matrix.
+
+Runs are written as minimal metrics.json files, the same input the workflow's aggregate rules read.
+"""
+import json
+
+import pytest
+
+from common import aggregate as agg
+
+
+def _run(tmp_path, method, seed, test, *, model="resnet20", train_time=100.0, cpu=None, **method_params):
+    cfg = {"seed": seed, "method": {"name": method, **method_params}, "dataset": {"name": "cifar10", "root": "/x"},
+           "model": {"name": model}, "train": {"epochs": 3}}
+    prov = {"config": cfg, "train_time_sec": train_time}
+    if cpu is not None:
+        prov["train_cpu_sec"] = cpu
+    d = tmp_path / f"{method}-{model}-s{seed}"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({"task": "classification", "test": test, "provenance": prov}))
+    return d / "metrics.json"
+
+
+def test_welch_interval_matches_a_hand_computed_case():
+    # a = 1,2,3 and b = 4,5,6: delta -3, se = sqrt(1/3 + 1/3), Welch df = 4, t_0.975(4) = 2.7764451
+    delta, lo, hi = agg.welch_ci([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    half = 2.7764451052 * (2 / 3) ** 0.5
+    assert delta == -3.0
+    assert lo == pytest.approx(-3 - half, abs=1e-8) and hi == pytest.approx(-3 + half, abs=1e-8)
+    assert agg.verdict(delta, lo, hi, higher_is_better=False) == "reproduced"
+    assert agg.verdict(delta, lo, hi, higher_is_better=True) == "not reproduced at this scale"
+    assert agg.verdict(0.1, -0.5, 0.7, higher_is_better=True) == "inconclusive"
+    assert agg.verdict(*agg.welch_ci([1.0], [2.0, 3.0]), higher_is_better=True).startswith("inconclusive")
+
+
+def test_calibration_errors_are_shown_in_percent_and_stored_as_fractions(tmp_path):
+    paths = [_run(tmp_path, m, s, {"top1": 50.0 + s, "ece": e + 0.01 * s})
+             for m, e in (("erm", 0.30), ("rankmixup_mrl", 0.10)) for s in (0, 1, 2)]
+    runs = agg.load_runs(paths)
+    long = agg.long_table(runs, "p")
+    assert long[(long.method == "erm") & (long.metric == "ece")]["mean"].iloc[0] == pytest.approx(0.31)  # CSV: fraction
+    md = agg.wide_markdown(long)
+    assert "ece (%)" in md and "31.00 ± 1.00" in md and "0.3100" not in md
+    exp = {"paper": "p", "claims": [{"id": "c", "text": "lower ECE", "metric": "ece", "method": "rankmixup_mrl",
+                                     "baseline": "erm"}]}
+    ct = agg.claims_table(runs, exp, agg.pd.DataFrame(columns=agg.REPORTED_COLUMNS + ["verified"]), "quick")
+    assert ct["delta"].iloc[0] == pytest.approx(-0.20) and ct["verdict"].iloc[0] == "reproduced"
+    line = agg.claims_markdown(ct).splitlines()[-1]
+    assert "(ece (%))" in line and "11.00 ± 1.00" in line and "-20.00 [-" in line
+    assert "-20.00" in agg.summary_tex(ct)
+
+
+def test_matrix_times_against_erm_or_the_settings_plain_mixer(tmp_path):
+    paths = [_run(tmp_path, "erm", 0, {"top1": 50.0}, train_time=100.0),
+             _run(tmp_path, "rankmixup_mrl", 0, {"top1": 51.0}, train_time=210.0),
+             _run(tmp_path, "deit_mix", 0, {"top1": 40.0}, model="vit", train_time=80.0, cpu=40.0),
+             _run(tmp_path, "transmix", 0, {"top1": 41.0}, model="vit", train_time=90.0, cpu=42.0)]
+    mx = agg.matrix(agg.load_runs(paths))
+    row = mx.set_index("method")
+    assert row.loc["rankmixup_mrl", "time_vs_reference"] == pytest.approx(2.1)
+    assert row.loc["rankmixup_mrl", "time_reference"] == "erm" and row.loc["rankmixup_mrl", "time_clock"] == "wall"
+    # no erm with the ViT: deit_mix is the reference, and CPU time is used since every run recorded it
+    assert row.loc["transmix", "time_reference"] == "deit_mix" and row.loc["transmix", "time_clock"] == "cpu"
+    assert row.loc["transmix", "time_vs_reference"] == pytest.approx(42 / 40)
+    md = agg.matrix_markdown(mx)
+    assert "train time vs `deit_mix` (CPU time)" in md and "| 1.05x |" in md and "–x" not in md
+    assert "inflate" in md and "*CPU time*" in md  # each clock used is explained
+
+
+def test_matrix_uses_snakemakes_benchmark_cpu_time_when_runs_lack_their_own(tmp_path):
+    runs_dir, bench = tmp_path / "runs", tmp_path / "benchmarks"
+    runs_dir.mkdir(), bench.mkdir()
+    paths = [_run(runs_dir, "erm", 0, {"top1": 50.0}, train_time=700.0),
+             _run(runs_dir, "cutmix", 0, {"top1": 52.0}, train_time=300.0)]
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for p, cpu in zip(paths, (330.0, 346.5)):
+        (bench / f"{p.parent.name}.tsv").write_text(head + f"1.0\t0:00:01\t1\t1\t1\t1\t0\t0\t1\t{cpu}\n")
+    row = agg.matrix(agg.load_runs(paths)).set_index("method")
+    assert row.loc["cutmix", "time_clock"] == "cpu, whole job"
+    assert row.loc["cutmix", "time_vs_reference"] == pytest.approx(346.5 / 330.0)
+    (bench / f"{paths[0].parent.name}.tsv").unlink()  # one run without it: every run falls back to wall clock
+    row = agg.matrix(agg.load_runs(paths)).set_index("method")
+    assert row.loc["cutmix", "time_clock"] == "wall" and row.loc["cutmix", "time_vs_reference"] == pytest.approx(3 / 7)
