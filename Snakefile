@@ -13,6 +13,7 @@ config, so only missing or changed runs execute, and a run requested by two pape
 import hashlib
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -22,6 +23,10 @@ min_version("9.0")
 
 sys.path.insert(0, workflow.basedir)
 from common.config import plan, validate as validate_schema  # noqa: E402
+
+# `python` in every job is the interpreter that runs Snakemake (whose environment has the packages),
+# even when Snakemake was started by path without activating that environment
+shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 
 
 configfile: "config/config.yaml"
