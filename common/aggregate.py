@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import discover_papers, load_experiments
-from .io import atomic_write_text
+from .io import atomic_write_text, files_digest
 
 REPORTED_COLUMNS = ["paper", "method", "dataset", "model", "epochs", "metric", "value", "baseline_method",
                     "baseline_value", "source"]
@@ -547,6 +547,9 @@ def main(argv=None) -> int:
     r = sub.add_parser("readmes")
     r.add_argument("--scale", required=True)
     r.add_argument("tables", nargs="*")
+    r.add_argument("--stamp", help="file to write the digest of --stamp-inputs to (the rule's output)")
+    r.add_argument("--stamp-inputs", nargs="*", default=[],
+                   help="every file the scale's aggregates are computed from (runs' metrics.json, papers' files)")
     a = ap.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
 
@@ -611,9 +614,15 @@ def main(argv=None) -> int:
         if top.exists() and summ.exists():
             body = summ.read_text().split("\n", 2)[-1]
             atomic_write_text(top, replace_block(top.read_text(), f"summary-{a.scale}", body))
+        mx = Path(f"results/{a.scale}/matrix.md")
+        if top.exists() and mx.exists():
+            body = mx.read_text().split("\n", 2)[-1]
+            atomic_write_text(top, replace_block(top.read_text(), f"matrix-{a.scale}", body))
         bench = Path("results/bench/README_section.md")
         if top.exists() and bench.exists():
             atomic_write_text(top, replace_block(top.read_text(), "bench", bench.read_text()))
+        if a.stamp:
+            atomic_write_text(Path(a.stamp), files_digest(a.stamp_inputs) + "\n")
         return 0
     return 1
 

@@ -36,6 +36,20 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+def files_digest(paths, root=".") -> str:
+    """SHA-256 over the sorted relative paths and the contents of ``paths`` (a missing file counts
+    as missing): what the workflow records in ``results/<scale>/readmes.done`` to know which
+    inputs its committed aggregates were built from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in sorted({str(p) for p in paths}):
+        f = Path(root) / rel
+        h.update(rel.encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest() if f.is_file() else b"missing")
+    return h.hexdigest()
+
+
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

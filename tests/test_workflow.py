@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,26 @@ def test_adding_a_method_folder_schedules_only_its_jobs(repo):
     trained = re.findall(r"results/quick/runs/([^/\s]+)/metrics.json", out)
     assert all(t.startswith("fixmix_test") for t in trained if f"output: results/quick/runs/{t}" in out)
     assert jobs.get("paper_table") == 1 and jobs.get("paper_figures") == 1  # only tinyb's aggregates
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_adopts_committed_aggregates_but_not_stale_ones(repo, tmp_path):
+    """In a fresh clone (no .snakemake metadata) git's path-order checkout makes papers/ and
+    results/<scale>/runs/ newer than figures/ and the tables; the committed aggregates still count as
+    up to date because readmes.done holds the digest of the inputs they were built from."""
+    clone = tmp_path / "clone"
+    shutil.copytree(repo, clone, ignore=shutil.ignore_patterns(".snakemake", "__pycache__"))
+    later = time.time() + 60
+    for f in [*(clone / "papers").rglob("*"), *(clone / "results/quick/runs").rglob("*")]:
+        os.utime(f, (later, later))
+    p = _smk(clone, "--config", "papers=[tinya]", "-n")
+    assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
+    # an input that differs from the recorded digest is not adopted: its aggregates rerun, its runs do not
+    exp = clone / "papers/tinya/experiments.yaml"
+    exp.write_text(exp.read_text().replace("method beats erm", "method beats erm (edited)"))
+    os.utime(exp, (later + 60, later + 60))
+    jobs = _jobs(_smk(clone, "--config", "papers=[tinya]", "-n").stdout)
+    assert "train" not in jobs and jobs.get("paper_table") == 1 and jobs.get("readmes") == 1, jobs
 
 
 def test_lint_is_clean():
