@@ -10,7 +10,6 @@ figures, cross-paper summary and READMEs from them.
 Runs are discovered from papers/*/experiments.yaml; a run's id derives from its resolved
 config, so only missing or changed runs execute, and a run requested by two papers trains once.
 """
-import hashlib
 import json
 import os
 import shlex
@@ -98,16 +97,14 @@ def adopt_committed_aggregates(scale):
                 os.utime(f, ns=(t + i * 1_000_000, t + i * 1_000_000))
 
 
-adopt_committed_aggregates(SCALE)
+if workflow.is_main_process:  # not again inside each spawned cluster job
+    adopt_committed_aggregates(SCALE)
 
 
 def paper_digest(wc):
     """Content hash of paper_files: a params change reruns the table even though the default
     profile leaves mtime out of the rerun triggers (edited claims must rebuild the verdicts)."""
-    h = hashlib.sha256()
-    for f in paper_files(wc):
-        h.update(f.encode() + (Path(workflow.basedir) / f).read_bytes())
-    return h.hexdigest()[:16]
+    return files_digest(paper_files(wc), workflow.basedir)[:16]
 
 
 def launcher(wc):
