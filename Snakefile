@@ -16,7 +16,6 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.utils import min_version
 
@@ -56,17 +55,21 @@ def run_resources(key, default):
     return lambda wc: RUNS[wc.run_id]["resources"].get(key, default)
 
 
-def paper_files(wc):
+def files_of_paper(paper):
     """The paper's own aggregation inputs: its grid/claims, reported figures and plot/table hooks."""
     names = ("experiments.yaml", "reported.csv", "plots.py", "tables.py")
-    return [f"papers/{wc.paper}/{n}" for n in names if (Path(workflow.basedir) / "papers" / wc.paper / n).exists()]
+    return [f"papers/{paper}/{n}" for n in names if (Path(workflow.basedir) / "papers" / paper / n).exists()]
+
+
+def paper_files(wc):
+    return files_of_paper(wc.paper)
 
 
 def aggregate_inputs(scale):
     """Every file the aggregates of `scale` are computed from: the runs' metrics.json and the
     papers' own files (grids and claims, reported figures, plot/table hooks)."""
     runs = [f"results/{scale}/runs/{rid}/metrics.json" for rid in sorted(RUNS)]
-    return runs + [f for p in PAPERS for f in paper_files(SimpleNamespace(paper=p))]
+    return runs + [f for p in PAPERS for f in files_of_paper(p)]
 
 
 def adopt_committed_aggregates(scale):

@@ -18,21 +18,11 @@ COLUMNS = ["paper", "runs_planned", "runs_measured", "wall_s", "cpu_s", "max_rss
 
 
 def read_benchmarks(scale: str, root=".") -> pd.DataFrame:
-    """One row per ``<run_id>.tsv`` (the last line if a file has several): run_id, s, cpu_time, max_rss."""
-    folder = Path(root) / "results" / scale / "benchmarks"
-    rows = []
-    for f in sorted(folder.glob("*.tsv")) if folder.is_dir() else []:
-        try:
-            df = pd.read_csv(f, sep="\t")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError):
-            continue
-        if df.empty or "s" not in df.columns:
-            continue
-        last = df.iloc[-1]
-        rows.append({"run_id": f.stem, "s": float(last["s"]),
-                     "cpu_time": float(last.get("cpu_time", float("nan"))),
-                     "max_rss": float(last.get("max_rss", float("nan")))})
-    return pd.DataFrame(rows, columns=["run_id", "s", "cpu_time", "max_rss"])
+    """One row per ``results/<scale>/benchmarks/<run_id>.tsv`` (the last line if a file has several):
+    run_id, s, cpu_time, max_rss."""
+    from common.aggregate import read_benchmark_files
+
+    return read_benchmark_files(Path(root) / "results" / scale / "benchmarks")
 
 
 def summarize(scale: str, root=".", only: list[str] | None = None) -> pd.DataFrame:

@@ -293,21 +293,27 @@ def _reported_cell(r) -> str:
     return s
 
 
+def _claim_display(r) -> tuple[str, int, dict, str]:
+    """(metric, digits, displayed values, "[lo, hi]" or "") of one claims_table row."""
+    m, d = r["metric"], _digits(r["metric"])
+    v = {k: _shown(m, r[k]) for k in ("method_mean", "method_std", "baseline_mean", "baseline_std", "delta",
+                                      "ci_low", "ci_high")}
+    ci = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if v["ci_low"] is not None and not pd.isna(v["ci_low"]) else ""
+    return m, d, v, ci
+
+
 def claims_markdown(ct: pd.DataFrame) -> str:
     if ct.empty:
         return "_no claims evaluated at this scale_\n"
     lines = ["| claim | paper reports | setting (ours) | ours: method | ours: baseline | delta [95% CI] | verdict |",
              "|---|---|---|---|---|---|---|"]
     for _, r in ct.iterrows():
-        m, d = r["metric"], _digits(r["metric"])
-        v = {k: _shown(m, r[k]) for k in ("method_mean", "method_std", "baseline_mean", "baseline_std", "delta",
-                                          "ci_low", "ci_high")}
-        ci = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if v["ci_low"] is not None and not pd.isna(v["ci_low"]) else "[–]"
+        m, d, v, ci = _claim_display(r)
         lines.append(
             f"| {r['text']} | {_reported_cell(r)} | {r['dataset']}/{r['model']} ({_header(m)}) | "
             f"`{r['method']}` {fmt(v['method_mean'], v['method_std'], digits=d)} (n={r['n_method']}) | "
             f"`{r['baseline']}` {fmt(v['baseline_mean'], v['baseline_std'], digits=d)} (n={r['n_baseline']}) | "
-            f"{v['delta']:+.{d}f} {ci} | **{r['verdict']}** |")
+            f"{v['delta']:+.{d}f} {ci or '[–]'} | **{r['verdict']}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -401,24 +407,34 @@ def figures(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str, out
 
 
 # --------------------------------------------------------------------------- summary
-def _bench_cpu_seconds(run: dict) -> float | None:
-    tsv = run["dir"].parent.parent / "benchmarks" / f"{run['dir'].name}.tsv"
-    if not tsv.exists():
-        return None
-    rows = list(csv.DictReader(tsv.read_text().splitlines(), delimiter="\t"))
-    try:
-        return float(rows[-1]["cpu_time"])
-    except (IndexError, KeyError, ValueError):
-        return None
+def read_benchmark_files(folder) -> pd.DataFrame:
+    """Snakemake's per-run benchmark files ``<folder>/<run_id>.tsv`` (``benchmark:`` directive), one row
+    per file (its last line): run_id, s, cpu_time, max_rss. Unreadable files are skipped."""
+    folder = Path(folder)
+    rows = []
+    for f in sorted(folder.glob("*.tsv")) if folder.is_dir() else []:
+        try:
+            df = pd.read_csv(f, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError):
+            continue
+        if df.empty or "s" not in df.columns:
+            continue
+        last = df.iloc[-1]
+        rows.append({"run_id": f.stem, "s": float(last["s"]),
+                     "cpu_time": float(last.get("cpu_time", float("nan"))),
+                     "max_rss": float(last.get("max_rss", float("nan")))})
+    return pd.DataFrame(rows, columns=["run_id", "s", "cpu_time", "max_rss"])
 
 
 def _train_seconds(rs: list[dict]) -> tuple[str, dict[int, float]]:
     prov = [r["metrics"]["provenance"] for r in rs]
     if all("train_cpu_sec" in p for p in prov):
         return "cpu", {id(r): p["train_cpu_sec"] for r, p in zip(rs, prov)}
-    bench = {id(r): _bench_cpu_seconds(r) for r in rs}
-    if all(v is not None for v in bench.values()):
-        return "cpu, whole job", bench
+    cpu_time = {}  # the runs' benchmark folder is results/<scale>/benchmarks, next to runs/
+    for folder in {r["dir"].parent.parent / "benchmarks" for r in rs}:
+        cpu_time.update(read_benchmark_files(folder).set_index("run_id")["cpu_time"].dropna().to_dict())
+    if all(r["dir"].name in cpu_time for r in rs):
+        return "cpu, whole job", {id(r): cpu_time[r["dir"].name] for r in rs}
     return "wall", {id(r): p["train_time_sec"] for r, p in zip(rs, prov)}
 
 
@@ -497,10 +513,7 @@ def summary_tex(ct: pd.DataFrame) -> str:
              r"Claim & Setting & Method & Baseline & $\Delta$ [95\% CI] & Verdict \\", r"\midrule"]
     esc = lambda s: re.sub(r"([_%&#$])", r"\\\1", str(s))  # noqa: E731
     for _, r in ct.iterrows():
-        m, d = r["metric"], _digits(r["metric"])
-        v = {k: _shown(m, r[k]) for k in ("method_mean", "method_std", "baseline_mean", "baseline_std", "delta",
-                                          "ci_low", "ci_high")}
-        ci = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if v["ci_low"] is not None and not pd.isna(v["ci_low"]) else ""
+        m, d, v, ci = _claim_display(r)
         pm = "$\\pm$"
         m_s = fmt(v["method_mean"], v["method_std"], digits=d).replace("±", pm)
         b_s = fmt(v["baseline_mean"], v["baseline_std"], digits=d).replace("±", pm)
@@ -610,14 +623,11 @@ def main(argv=None) -> int:
                 new = replace_block(readme.read_text(), a.scale, Path(tpath).read_text())
                 atomic_write_text(readme, new)
         top = root / "README.md"
-        summ = Path(f"results/{a.scale}/summary.md")
-        if top.exists() and summ.exists():
-            body = summ.read_text().split("\n", 2)[-1]
-            atomic_write_text(top, replace_block(top.read_text(), f"summary-{a.scale}", body))
-        mx = Path(f"results/{a.scale}/matrix.md")
-        if top.exists() and mx.exists():
-            body = mx.read_text().split("\n", 2)[-1]
-            atomic_write_text(top, replace_block(top.read_text(), f"matrix-{a.scale}", body))
+        for name in ("summary", "matrix"):  # without their own "# ..." title line
+            src = Path(f"results/{a.scale}/{name}.md")
+            if top.exists() and src.exists():
+                body = src.read_text().split("\n", 2)[-1]
+                atomic_write_text(top, replace_block(top.read_text(), f"{name}-{a.scale}", body))
         bench = Path("results/bench/README_section.md")
         if top.exists() and bench.exists():
             atomic_write_text(top, replace_block(top.read_text(), "bench", bench.read_text()))
