@@ -1,10 +1,8 @@
-"""Shared fixtures: plugin loading, random CIFAR-sized data, models, contexts and one training step
+"""Shared fixtures: random CIFAR-sized data, models, contexts and one training step
 built exactly like :func:`common.train.train` builds them."""
 from __future__ import annotations
 
 import copy
-import importlib
-import pkgutil
 
 import torch
 import torch.nn as nn
@@ -23,26 +21,6 @@ IMAGE_SHAPE = (3, 32, 32)
 SGD = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 ADAMW = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.05, "betas": None}
 ADAM = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "betas": None}
-
-
-def load_plugins() -> dict[str, str]:
-    """Import every paper package; returns ``{package: error}`` for those that fail to import
-    (other helpers may be mid-edit) instead of stopping the benchmark."""
-    import papers
-    from common import registry
-
-    errors = {}
-    try:
-        registry.load_plugins()
-    except Exception:  # noqa: BLE001 - a paper in progress; the loop below names it
-        pass
-    for info in sorted(pkgutil.iter_modules(papers.__path__), key=lambda i: i.name):
-        if info.ispkg:
-            try:
-                importlib.import_module(f"papers.{info.name}")
-            except Exception as e:  # noqa: BLE001
-                errors[info.name] = f"{type(e).__name__}: {e}"
-    return errors
 
 
 def random_images(n: int, seed: int = 0, num_classes: int = 10) -> ArrayData:

@@ -147,7 +147,9 @@ def validate_run_config(cfg: dict, where: str = "run config") -> None:
         raise ConfigError(f"{where}: train.milestones {t['milestones']} must lie in [0, train.epochs={t['epochs']}]")
     if t["warmup_epochs"] >= max(1, t["epochs"]) and t["warmup_epochs"] > 0:
         raise ConfigError(f"{where}: train.warmup_epochs={t['warmup_epochs']} must be < train.epochs={t['epochs']}")
-    from . import data as _data  # noqa: F401  (dataset modules fill _HAS_VAL when imported)
+    from .registry import load_plugins
+
+    load_plugins()  # the paper packages register their datasets and fill _HAS_VAL
 
     if t["select"] == "best_val" and not cfg["dataset"].get("val_size") and cfg["dataset"]["name"] not in _HAS_VAL:
         raise ConfigError(f"{where}: train.select='best_val' needs a validation split (dataset.val_size > 0)")

@@ -479,5 +479,3 @@ def _mix_seed(*parts: int) -> int:
 def epoch_generator(seed: int, epoch: int, salt: int) -> torch.Generator:
     """A CPU generator determined by ``(seed, epoch, salt)``."""
     return torch.Generator().manual_seed(_mix_seed(seed, epoch, salt))
-
-from . import regression_data  # noqa: E402,F401  (registers the regression datasets)

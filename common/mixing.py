@@ -33,16 +33,17 @@ def sample_lambda(alpha: float, generator: torch.Generator, size: int | None = N
 
 
 # --------------------------------------------------------------------------- pairing
-def pair_indices(n: int, generator: torch.Generator, mode: str = "permute") -> torch.Tensor:
+def pair_indices(n: int, generator: torch.Generator, mode: str = "permute", allow_odd: bool = False) -> torch.Tensor:
     """Partner index for each of ``n`` samples.
 
     * ``permute``: ``randperm(n)`` (official mixup/CutMix; fixed points allowed);
-    * ``flip``: ``i <-> n-1-i`` (timm's ``Mixup``; needs even ``n`` so nobody pairs with itself).
+    * ``flip``: ``i <-> n-1-i`` (timm's ``Mixup``; draws nothing). Needs even ``n`` so nobody pairs
+      with itself, unless ``allow_odd``: then the middle sample of an odd batch is its own partner.
     """
     if mode == "permute":
         return torch.randperm(n, generator=generator)
     if mode == "flip":
-        if n % 2:
+        if n % 2 and not allow_odd:
             raise ValueError(f"pairing='flip' needs an even batch size, got {n}")
         return torch.arange(n - 1, -1, -1)
     raise ValueError(f"unknown pairing {mode!r}; choose 'permute' or 'flip'")

@@ -1,4 +1,4 @@
-"""C-Mixup (papers/c_mixup) and the regression track (common/regression_data.py, regression metrics).
+"""C-Mixup (papers/c_mixup) and the regression track (papers/c_mixup/data.py, regression metrics).
 
 Worked numbers are the spec's (shared/specs/c_mixup.md section 6)."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import regression_data as rd
+from papers.c_mixup import data as rd
 from common.config import resolve, validate_run_config
 from common.data import DataError
 from common.evaluate import regression_metrics

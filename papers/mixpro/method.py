@@ -41,17 +41,16 @@ official Swin/Focal runs are MaskMix without PAL).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from common.attention import ClassTokenAttention, attention_share, fallback_warning
+from common.deit_mix import DeiTMixer, DeiTMixParams, LambdaStats
 from common.losses import mixed_cross_entropy, smooth_one_hot
 from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
 from common.mixing import mask_mix, pair_indices, sample_lambda, upsample_mask
-from papers.transmix.method import DeiTMixer, DeiTMixParams, LambdaStats
 
 PROGRESSIVE_RULES = ("cosine", "schedule", "mean")
 
@@ -110,7 +109,6 @@ class MaskMix(Method):
 
     Params = MaskMixParams
     tasks = ("classification",)
-    use_pal = False
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
@@ -199,7 +197,6 @@ class MixPro(MaskMix):
     """MaskMix + Progressive Attention Labeling."""
 
     Params = MixProParams
-    use_pal = True
 
     def setup(self, model):
         self.attn = ClassTokenAttention(model)

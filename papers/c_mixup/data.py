@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import _HAS_VAL
-from .data import ArrayData, DataError, DatasetSplits, data_root, download_allowed, missing_error, register_dataset
-from .io import atomic_write_bytes
-from .methods import ConfigError
+from common.config import _HAS_VAL
+from common.data import ArrayData, DataError, DatasetSplits, data_root, download_allowed, missing_error, register_dataset
+from common.io import atomic_write_bytes
+from common.methods import ConfigError
 
 
 # --------------------------------------------------------------------------- files and downloads
