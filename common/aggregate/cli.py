@@ -1,0 +1,146 @@
+"""Command line of the workflow's aggregate rules: ``python -m common.aggregate <table|figures|summary|readmes>``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import discover_papers, expand_grid, load_experiments, run_id
+from ..io import atomic_write_text, files_digest
+from . import templates
+from .figures import figures
+from .render import claims_markdown, matrix_markdown, replace_block, summary_tex, wide_markdown
+from .runs import load_reported, load_runs
+from .stats import CLAIM_COLUMNS, claims_table, long_table, matrix
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DESCRIPTION = """Tables, figures, the cross-paper summary and README sections, built from runs' metrics.json.
+
+Nothing here holds a number: every value comes from a run's metrics.json or a paper's reported.csv
+(whose ``source`` is carried along; rows whose source says UNVERIFIED are labelled so)."""
+
+
+def time_references(root: Path, scale: str) -> dict[str, str]:
+    """``{run id: method}``: the ``time_reference`` each paper names (experiments.yaml) for its runs at
+    ``scale``; papers sharing a setting must name the same method."""
+    refs: dict[str, str] = {}
+    for paper, path in discover_papers(root).items():
+        exp = load_experiments(path)
+        ref = exp.get("time_reference")
+        if ref and scale in exp["scales"]:
+            for cfg in expand_grid(exp, scale, str(path)):
+                refs.setdefault(run_id(cfg), ref)
+    return refs
+
+
+def paper_table(paper: str, scale: str, metrics: list[str], out_csv, out_md, out_claims) -> None:
+    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
+    runs = load_runs(metrics)
+    long = long_table(runs, paper)
+    ct = claims_table(runs, exp, load_reported(ROOT / "papers" / paper / "reported.csv"), scale)
+    atomic_write_text(out_csv, long.to_csv(index=False))
+    atomic_write_text(out_claims, ct.to_csv(index=False))
+    atomic_write_text(out_md, templates.PAPER_TABLE.format(title=exp.get("title", paper), scale=scale,
+                                                           wide=wide_markdown(long), claims=claims_markdown(ct)))
+
+
+def paper_figures(paper: str, scale: str, metrics: list[str], out_dir) -> None:
+    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
+    figures(load_runs(metrics), exp, load_reported(ROOT / "papers" / paper / "reported.csv"), scale, Path(out_dir))
+
+
+def read_claims(paths) -> pd.DataFrame:
+    """The papers' ``*_claims.csv`` tables concatenated (missing or empty files skipped)."""
+    frames = [pd.read_csv(p) for p in paths if Path(p).exists() and Path(p).stat().st_size > 1]
+    frames = [x for x in frames if not x.empty]
+    ct = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CLAIM_COLUMNS)
+    return ct.astype(object).where(pd.notna(ct), None)
+
+
+def summary(a) -> None:
+    ct = read_claims(a.claims)
+    counts = ct["verdict"].value_counts().to_dict() if not ct.empty else {}
+    atomic_write_text(a.out_md, templates.SUMMARY.format(
+        scale=a.scale, counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none",
+        claims=claims_markdown(ct)))
+    atomic_write_text(a.out_csv, ct.to_csv(index=False))
+    atomic_write_text(a.out_tex, summary_tex(ct) if not ct.empty else "% no claims\n")
+    mx = matrix(load_runs(a.runs), time_references(ROOT, a.scale))
+    atomic_write_text(a.out_matrix, templates.MATRIX.format(scale=a.scale, body=matrix_markdown(mx)))
+    atomic_write_text(a.out_matrix_csv, mx.to_csv(index=False))
+    if a.out_extra:  # cross-paper tables a paper contributes (papers/<paper>/tables.py: make_tables)
+        extra = Path(a.out_extra)
+        extra.mkdir(parents=True, exist_ok=True)
+        for paper in sorted(discover_papers(ROOT)):
+            try:
+                mod = importlib.import_module(f"papers.{paper}.tables")
+            except ModuleNotFoundError as e:
+                if e.name != f"papers.{paper}.tables":
+                    raise
+                continue
+            if hasattr(mod, "make_tables"):
+                mod.make_tables(a.runs, extra)
+
+
+def readmes(a) -> None:
+    for tpath in a.tables:
+        readme = ROOT / "papers" / Path(tpath).stem / "README.md"
+        if readme.exists():
+            atomic_write_text(readme, replace_block(readme.read_text(), a.scale, Path(tpath).read_text()))
+    top = ROOT / "README.md"
+    for name in ("summary", "matrix"):  # without their own "# ..." title line
+        src = Path(f"results/{a.scale}/{name}.md")
+        if top.exists() and src.exists():
+            body = src.read_text().split("\n", 2)[-1]
+            atomic_write_text(top, replace_block(top.read_text(), f"{name}-{a.scale}", body))
+    bench = Path("results/bench/README_section.md")
+    if top.exists() and bench.exists():
+        atomic_write_text(top, replace_block(top.read_text(), "bench", bench.read_text()))
+    if a.stamp:
+        atomic_write_text(Path(a.stamp), files_digest(a.stamp_inputs) + "\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m common.aggregate", description=DESCRIPTION)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("table", help="one paper's table (.csv, .md) and claims (_claims.csv)")
+    t.add_argument("--paper", required=True)
+    t.add_argument("--scale", required=True)
+    t.add_argument("--out-csv", required=True)
+    t.add_argument("--out-md", required=True)
+    t.add_argument("--out-claims", required=True)
+    t.add_argument("metrics", nargs="*")
+    f = sub.add_parser("figures", help="one paper's figures")
+    f.add_argument("--paper", required=True)
+    f.add_argument("--scale", required=True)
+    f.add_argument("--out-dir", required=True)
+    f.add_argument("metrics", nargs="*")
+    s = sub.add_parser("summary", help="cross-paper summary, matrix and cross-paper tables")
+    s.add_argument("--scale", required=True)
+    s.add_argument("--claims", nargs="*", default=[])
+    s.add_argument("--runs", nargs="*", default=[])
+    for k in ("md", "csv", "tex", "matrix", "matrix-csv"):
+        s.add_argument(f"--out-{k}", required=True)
+    s.add_argument("--out-extra", default=None, help="directory for the papers' cross-paper tables")
+    r = sub.add_parser("readmes", help="write the tables between the READMEs' generated markers")
+    r.add_argument("--scale", required=True)
+    r.add_argument("tables", nargs="*")
+    r.add_argument("--stamp", help="file to write the digest of --stamp-inputs to (the rule's output)")
+    r.add_argument("--stamp-inputs", nargs="*", default=[],
+                   help="every file the scale's aggregates are computed from (runs' metrics.json, papers' files)")
+    return ap
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    if a.cmd == "table":
+        paper_table(a.paper, a.scale, a.metrics, a.out_csv, a.out_md, a.out_claims)
+    elif a.cmd == "figures":
+        paper_figures(a.paper, a.scale, a.metrics, a.out_dir)
+    elif a.cmd == "summary":
+        summary(a)
+    else:
+        readmes(a)
+    return 0
