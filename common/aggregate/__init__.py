@@ -7,14 +7,10 @@ see :mod:`.cli`). Modules: :mod:`.runs` (loading), :mod:`.stats` (seed statistic
 """
 import pandas as pd  # noqa: F401
 
-from .cli import main  # noqa: F401
+from .cli import AGGREGATE_FORMAT, main  # noqa: F401
 from .figures import figures, save_fig  # noqa: F401
 from .render import (calibration_markdown, claims_markdown, fmt, matrix_markdown, replace_block,  # noqa: F401
                      summary_tex, wide_markdown)
 from .runs import REPORTED_COLUMNS, load_reported, load_runs, read_benchmark_files, scalar_metrics  # noqa: F401
 from .stats import (LOWER_BETTER, MAIN, PERCENT, calibration_table, claims_table, long_table, matrix,  # noqa: F401
                     verdict, welch_ci)
-
-#: version of what the aggregation writes; recorded beside each scale's summary so that a test can tell
-#: whether the committed aggregates were built by this code
-AGGREGATE_FORMAT = 1

@@ -15,6 +15,10 @@ from .render import claims_markdown, matrix_markdown, replace_block, summary_tex
 from .runs import load_reported, load_runs
 from .stats import CLAIM_COLUMNS, claims_table, long_table, matrix
 
+#: version of what the aggregation writes; ``summary --out-format`` records it beside a scale's summary so that
+#: a test can tell whether the committed aggregates were built by this code (bump on any change of output)
+AGGREGATE_FORMAT = 2
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 DESCRIPTION = """Tables, figures, the cross-paper summary and README sections, built from runs' metrics.json.
 
@@ -52,16 +56,39 @@ def paper_figures(paper: str, scale: str, metrics: list[str], out_dir) -> None:
 
 
 def read_claims(paths) -> pd.DataFrame:
-    """The papers' ``*_claims.csv`` tables concatenated (missing or empty files skipped)."""
-    frames = [pd.read_csv(p) for p in paths if Path(p).exists() and Path(p).stat().st_size > 1]
+    """The papers' ``*_claims.csv`` tables concatenated (empty files skipped; a missing file is an error).
+    Tables written by an older aggregation lack the newer columns: those are left empty."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"claims tables not found: {', '.join(missing)}")
+    frames = [pd.read_csv(p) for p in paths if Path(p).stat().st_size > 1]
     frames = [x for x in frames if not x.empty]
     ct = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CLAIM_COLUMNS)
+    ct = ct.reindex(columns=CLAIM_COLUMNS + [c for c in ct.columns if c not in CLAIM_COLUMNS])
+    ct["outcome"] = ct["outcome"].where(ct["outcome"].notna(), ct["verdict"])
     return ct.astype(object).where(pd.notna(ct), None)
 
 
+def check_all_papers(claims: list, scale: str, root: Path = ROOT) -> None:
+    """A summary covers every paper with claims at ``scale``: a paper subset must not shrink it."""
+    given = {Path(p).name[: -len("_claims.csv")] for p in claims if Path(p).name.endswith("_claims.csv")}
+    want = []
+    for paper, path in discover_papers(root).items():
+        exp = load_experiments(path)
+        if scale in exp["scales"] and any(not c.get("scales") or scale in c["scales"] for c in exp.get("claims") or []):
+            want.append(paper)
+    lacking = sorted(set(want) - given)
+    if lacking:
+        raise SystemExit(f"error: the {scale} summary would leave out {', '.join(lacking)}: pass every paper's "
+                         f"results/{scale}/tables/<paper>_claims.csv to --claims (committed or rebuilt), or "
+                         f"--allow-subset for a partial summary outside results/")
+
+
 def summary(a) -> None:
+    if not a.allow_subset:
+        check_all_papers(a.claims, a.scale)
     ct = read_claims(a.claims)
-    counts = ct["verdict"].value_counts().to_dict() if not ct.empty else {}
+    counts = ct["outcome"].value_counts().to_dict() if not ct.empty else {}
     atomic_write_text(a.out_md, templates.SUMMARY.format(
         scale=a.scale, counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none",
         claims=claims_markdown(ct)))
@@ -82,6 +109,12 @@ def summary(a) -> None:
                 continue
             if hasattr(mod, "make_tables"):
                 mod.make_tables(a.runs, extra)
+    if a.out_forest:
+        from .figures import forest_plot
+
+        forest_plot(ct, a.scale, Path(a.out_forest))
+    if a.out_format:
+        atomic_write_text(a.out_format, f"{AGGREGATE_FORMAT}\n")
 
 
 def readmes(a) -> None:
@@ -124,6 +157,11 @@ def parser() -> argparse.ArgumentParser:
     for k in ("md", "csv", "tex", "matrix", "matrix-csv"):
         s.add_argument(f"--out-{k}", required=True)
     s.add_argument("--out-extra", default=None, help="directory for the papers' cross-paper tables")
+    s.add_argument("--out-forest", default=None, help="forest plot of every claim (PNG; a PDF is written beside it)")
+    s.add_argument("--out-format", default=None,
+                   help="file recording the aggregation format version the outputs were built with")
+    s.add_argument("--allow-subset", action="store_true",
+                   help="accept --claims that leave out papers with claims at this scale (not for results/)")
     r = sub.add_parser("readmes", help="write the tables between the READMEs' generated markers")
     r.add_argument("--scale", required=True)
     r.add_argument("tables", nargs="*")

@@ -10,7 +10,7 @@ import re
 import pandas as pd
 
 from . import templates
-from .stats import MAIN, PERCENT, shown
+from .stats import MAIN, PERCENT, STATISTICS, shown
 
 
 def fmt(mean, std, n=None, digits=2, missing="–") -> str:
@@ -59,7 +59,10 @@ def reported_cell(r) -> str:
     s = f"{r['reported_method']:g}"
     if base is not None and not pd.isna(base):
         s += f" vs {base:g}"
-    s += f" ({r['reported_metric']}, {r['reported_dataset']})"
+    where = ", ".join(str(x) for x in (r["reported_metric"], r.get("reported_dataset")) if x and not pd.isna(x))
+    s += f" ({where})"
+    if str(r.get("reported_source", "")).startswith("claim text"):
+        s += ", from the claim text"
     if not r.get("reported_verified", True):
         s = "UNVERIFIED: " + s
     return s
@@ -68,30 +71,39 @@ def reported_cell(r) -> str:
 def claim_display(r) -> tuple[str, int, dict, str]:
     """(metric, digits, displayed values, "[lo, hi]" or "") of one claims_table row."""
     m, d = r["metric"], digits(r["metric"])
-    v = {k: shown(m, r[k]) for k in ("method_mean", "method_std", "baseline_mean", "baseline_std", "delta",
-                                     "ci_low", "ci_high")}
+    v = {k: shown(m, r.get(k)) for k in ("method_mean", "method_std", "baseline_mean", "baseline_std", "delta",
+                                         "ci_low", "ci_high", "mde")}
     ci = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if v["ci_low"] is not None and not pd.isna(v["ci_low"]) else ""
     return m, d, v, ci
 
 
+def statistic_name(r) -> str:
+    stat = r.get("statistic") or "last"
+    return STATISTICS.get(stat, stat)
+
+
 def claims_markdown(ct: pd.DataFrame) -> str:
+    """One row per claim and setting: the paper's figures, ours (with the statistic used), the difference
+    with its interval, the smallest difference the seeds could detect, and the verdict with its reason."""
     if ct.empty:
         return "_no claims evaluated at this scale_\n"
-    lines = ["| claim | paper reports | setting (ours) | ours: method | ours: baseline | delta [95% CI] | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| claim | paper reports | setting (ours) | statistic | ours: method | ours: baseline | delta [95% CI] | "
+             "detectable (80% power) | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in ct.iterrows():
         m, d, v, ci = claim_display(r)
+        det = f"≥ {v['mde']:.{d}f}" if v["mde"] is not None and not pd.isna(v["mde"]) else "–"
         lines.append(
-            f"| {r['text']} | {reported_cell(r)} | {r['dataset']}/{r['model']} ({header(m)}) | "
+            f"| {r['text']} | {reported_cell(r)} | {r['dataset']}/{r['model']} ({header(m)}) | {statistic_name(r)} | "
             f"`{r['method']}` {fmt(v['method_mean'], v['method_std'], digits=d)} (n={r['n_method']}) | "
             f"`{r['baseline']}` {fmt(v['baseline_mean'], v['baseline_std'], digits=d)} (n={r['n_baseline']}) | "
-            f"{v['delta']:+.{d}f} {ci or '[–]'} | **{r['verdict']}** |")
+            f"{v['delta']:+.{d}f} {ci or '[–]'} | {det} | **{r['verdict']}** |")
     return "\n".join(lines) + "\n"
 
 
 def summary_tex(ct: pd.DataFrame) -> str:
-    lines = [r"\begin{tabular}{llllll}", r"\toprule",
-             r"Claim & Setting & Method & Baseline & $\Delta$ [95\% CI] & Verdict \\", r"\midrule"]
+    lines = [r"\begin{tabular}{lllllll}", r"\toprule",
+             r"Claim & Setting & Method & Baseline & $\Delta$ [95\% CI] & Detectable & Verdict \\", r"\midrule"]
     esc = lambda s: re.sub(r"([_%&#$])", r"\\\1", str(s))  # noqa: E731
     for _, r in ct.iterrows():
         m, d, v, ci = claim_display(r)
@@ -99,7 +111,9 @@ def summary_tex(ct: pd.DataFrame) -> str:
         m_s = fmt(v["method_mean"], v["method_std"], digits=d).replace("±", pm)
         b_s = fmt(v["baseline_mean"], v["baseline_std"], digits=d).replace("±", pm)
         row = [f"{esc(r['text'])}", f"{esc(r['dataset'])}/{esc(r['model'])} ({esc(header(m))})", m_s, b_s,
-               f"{v['delta']:+.{d}f} {ci}", esc(r["verdict"])]
+               f"{v['delta']:+.{d}f} {ci}",
+               f"$\\geq$ {v['mde']:.{d}f}" if v["mde"] is not None and not pd.isna(v["mde"]) else "--",
+               esc(r["verdict"]).replace("≥", "$\\geq$").replace("—", "---")]
         lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 
 import pandas as pd
 
+from . import power as pw
 from .runs import matches, read_benchmark_files, scalar_metrics
 
 # headline metric per task, and the extra columns shown in Markdown tables
@@ -26,10 +29,31 @@ MATRIX_METRICS = ("top1", "ece", "adaece", "ts_ece", "ts_adaece", "nll", "occ_ce
                   "occ_random_25", "occ_random_50")
 
 LONG_COLUMNS = ["paper", "method", "dataset", "model", "setting", "metric", "mean", "std", "n_seeds", "seeds"]
+#: metrics a claim may name: the test block of metrics.json (as fractions for calibration errors)
+KNOWN_METRICS = {"top1", "top5", "ece", "adaece", "cw_ece", "nll", "ts_ece", "ts_adaece", "ts_cw_ece", "ts_nll",
+                 "temperature", "occ_center_25", "occ_center_50", "occ_random_25", "occ_random_50", "rmse", "mape",
+                 "mae", "mse", "train_images_per_sec"}
+#: how a claim reduces each run to one number (``statistic:`` of a claim; default "last")
+STATISTICS = {
+    "last": "final evaluation (metrics.json)",
+    "best_epoch": "best epoch",
+    "median_last_10": "median of the last 10 epochs",
+    "ema_best": "EMA model, best epoch",
+    "ema_last": "EMA model, final evaluation",
+}
+#: reported.csv / claim-text metric names -> (our metric, sign): the paper's difference times the sign is a
+#: difference of our metric in displayed units (error rates are 100 - accuracy)
+REPORTED_UNITS = [
+    (r"^top1_err", "top1", -1), (r"^top1_acc", "top1", 1), (r"^top-?1 error", "top1", -1),
+    (r"^top-?1 acc", "top1", 1), (r"^top5_err", "top5", -1), (r"^ece_percent$", "ece", 1),
+    (r"^adaece_percent$", "adaece", 1), (r"^ece_after_ts_percent$", "ts_ece", 1),
+    (r"^adaece_after_ts_percent$", "ts_adaece", 1), (r"^rmse$", "rmse", 1), (r"^mape_percent$", "mape", 1),
+]
 CLAIM_COLUMNS = ["paper", "claim", "text", "scale", "dataset", "model", "setting", "metric", "higher_is_better",
                  "method", "method_mean", "method_std", "n_method", "baseline", "baseline_mean", "baseline_std",
                  "n_baseline", "delta", "ci_low", "ci_high", "verdict", "reported_metric", "reported_method",
-                 "reported_baseline", "reported_dataset", "reported_model", "reported_source", "reported_verified"]
+                 "reported_baseline", "reported_dataset", "reported_model", "reported_source", "reported_verified",
+                 "statistic", "outcome", "mde", "reported_effect", "seeds_needed", "method_values", "baseline_values"]
 
 
 def shown(metric: str, x):
@@ -101,20 +125,103 @@ def verdict(delta, lo, hi, higher_is_better: bool) -> str:
     return "inconclusive"
 
 
+def verdict_text(outcome: str, metric: str, mde: float, effect: float | None, n_needed: int | None) -> str:
+    """The verdict with its reason: what the test could detect against the paper's own effect."""
+    if outcome != "inconclusive" or mde is None or math.isnan(mde):
+        return outcome
+    d = 4 if metric in ("nll", "ts_nll", "rmse", "mse", "mae") else 2
+    unit = " points" if metric in PERCENT or metric.startswith(("top", "occ_")) or metric == "mape" else ""
+    detects = f"detects ≥ {shown(metric, mde):.{d}f}{unit}"
+    if effect is None or math.isnan(effect):
+        return f"inconclusive — {detects}; no paper effect in these units to compare"
+    seeds = f"{n_needed} seeds per arm would" if n_needed else "more than 1000 seeds per arm would"
+    paper = f"paper effect {shown(metric, abs(effect)):.{d}f}"
+    if abs(effect) < mde:
+        return f"inconclusive — underpowered: {detects}, {paper}; {seeds} resolve it"
+    return f"inconclusive — {detects}, {paper}: our difference is smaller than the paper's"
+
+
+def reported_effect(c: dict, rep: dict) -> float | None:
+    """The paper's (method - baseline) difference as a difference of the claim's metric in stored units
+    (fractions for calibration errors), or None when the paper's figures are not in the metric's units."""
+    if rep.get("reported_method") is None or rep.get("reported_baseline") is None:
+        return None
+    if any(isinstance(v, float) and math.isnan(v) for v in (rep["reported_method"], rep["reported_baseline"])):
+        return None
+    name = str(rep.get("reported_metric", "")).strip().lower()
+    if name == c["metric"]:  # a claim text quoting the pair in the metric's own (displayed) units
+        diff = float(rep["reported_method"]) - float(rep["reported_baseline"])
+        return diff / 100.0 if name in PERCENT else diff
+    for pattern, metric, sign in REPORTED_UNITS:
+        if re.search(pattern, name) and metric == c["metric"]:
+            diff = sign * (float(rep["reported_method"]) - float(rep["reported_baseline"]))
+            return diff / 100.0 if metric in PERCENT else diff
+    return None
+
+
+_TEXT_PAIR = re.compile(r"(\d+(?:\.\d+)?)%?\s+vs\.?\s+(\d+(?:\.\d+)?)%?\s*([A-Za-z][A-Za-z0-9 \-]*)?")
+
+
+def reported_from_text(c: dict) -> dict:
+    """``reported_*`` columns from a claim text that quotes the paper's pair ("2.88 vs 3.09 top-1 error"),
+    method first; {} when the text quotes none."""
+    m = _TEXT_PAIR.search(c.get("text", ""))
+    if not m:
+        return {}
+    return {"reported_metric": (m.group(3) or "").strip() or c["metric"], "reported_method": float(m.group(1)),
+            "reported_baseline": float(m.group(2)), "reported_dataset": "", "reported_model": "",
+            "reported_source": "claim text (experiments.yaml)", "reported_verified": True}
+
+
 def reported_row(c: dict, reported: pd.DataFrame) -> dict:
     """The claim's reported.csv row (its ``reported:`` filter), as ``reported_*`` columns; {} if none."""
     if not c.get("reported"):
-        return {}
+        return reported_from_text(c)
     sel = reported
     for k, v in c["reported"].items():
         sel = sel[sel[k].astype(str) == str(v)]
     if len(sel) < 1:
-        return {}
+        return reported_from_text(c)
     r0 = sel.iloc[0]
     return {"reported_metric": r0["metric"], "reported_method": r0["value"],
             "reported_baseline": r0["baseline_value"], "reported_dataset": r0["dataset"],
             "reported_model": r0["model"], "reported_source": r0["source"],
             "reported_verified": bool(r0["verified"])}
+
+
+def _per_epoch(run: dict, key: str, claim: str, statistic: str) -> list[tuple[int, float]]:
+    """(epoch, value) of ``key`` over the run's epochs; an error unless every epoch was evaluated."""
+    vals = [(int(e["epoch"]), float(e[key])) for e in run["epochs"] if e.get(key) is not None]
+    last = max((int(e["epoch"]) for e in run["epochs"]), default=0)
+    if not vals or len({ep for ep, _ in vals}) < last:
+        every = run["config"].get("train", {}).get("eval_every", 1)
+        raise ValueError(f"claim {claim!r}: statistic {statistic!r} needs {key!r} at every epoch, but run "
+                         f"{run['dir'].name} has it at {len(vals)} of {last} epochs (train.eval_every: {every}); "
+                         f"set eval_every: 1 for these runs or use statistic: last")
+    return vals
+
+
+def run_value(run: dict, metric: str, statistic: str = "last", higher_is_better: bool = True,
+              claim: str = "?") -> float:
+    """One run's number for a claim: its ``metric`` reduced by ``statistic`` (see ``STATISTICS``)."""
+    if statistic == "last":
+        return float(scalar_metrics(run).get(metric, float("nan")))
+    if statistic == "ema_last":
+        ema = run["metrics"].get("test_ema") or {}
+        if isinstance(ema.get(metric), (int, float)):
+            return float(ema[metric])
+        vals = _per_epoch(run, f"test_{metric}_ema", claim, statistic)
+        return max(vals)[1]
+    key = f"test_{metric}_ema" if statistic == "ema_best" else f"test_{metric}"
+    vals = [v for _, v in sorted(_per_epoch(run, key, claim, statistic))]
+    if statistic in ("best_epoch", "ema_best"):
+        return max(vals) if higher_is_better else min(vals)
+    if statistic == "median_last_10":
+        if len(vals) < 10:
+            raise ValueError(f"claim {claim!r}: statistic 'median_last_10' needs 10 epochs, run {run['dir'].name} "
+                             f"has {len(vals)}")
+        return float(statistics.median(vals[-10:]))
+    raise ValueError(f"claim {claim!r}: unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
 
 
 def claim_arms(c: dict, runs: list[dict]) -> dict[str, dict]:
@@ -131,23 +238,29 @@ def claim_arms(c: dict, runs: list[dict]) -> dict[str, dict]:
 
 
 def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """One row per (claim, setting) at ``scale``: both arms' seed means, the Welch interval, the verdict
-    and the paper's reported figures."""
+    """One row per (claim, setting) at ``scale``: both arms' seed means of the claim's statistic, the Welch
+    interval, the verdict with its reason (detectable effect against the paper's effect) and the paper's
+    reported figures."""
     rows = []
     for c in exp.get("claims") or []:
         if c.get("scales") and scale not in c["scales"]:
             continue
         hib = c.get("higher_is_better", c["metric"] not in LOWER_BETTER)
+        stat = c.get("statistic", "last")
         rep = reported_row(c, reported)
+        effect = reported_effect(c, rep)
         for setting, arms in sorted(claim_arms(c, runs).items()):
-            a = [float(scalar_metrics(r).get(c["metric"], float("nan"))) for r in arms["method"]]
-            b = [float(scalar_metrics(r).get(c["metric"], float("nan"))) for r in arms["baseline"]]
+            a, b = ([run_value(r, c["metric"], stat, hib, c["id"]) for r in arms[arm]] for arm in ("method", "baseline"))
             a = [x for x in a if not math.isnan(x)]
             b = [x for x in b if not math.isnan(x)]
             if not a or not b:
                 continue
             delta, lo, hi = welch_ci(a, b)
             (ma, sa), (mb, sb) = seed_stats(a), seed_stats(b)
+            outcome = verdict(delta, lo, hi, hib)
+            mde = pw.mde(pw.pooled_sd(a, b), len(a), len(b)) if len(a) > 1 and len(b) > 1 else float("nan")
+            needed = (pw.seeds_needed(effect, pw.pooled_sd(a, b))
+                      if effect is not None and not math.isnan(mde) else None)
             rows.append({
                 "paper": exp["paper"], "claim": c["id"], "text": c["text"], "scale": scale,
                 "dataset": arms["run"]["dataset"], "model": arms["run"]["model"], "setting": setting,
@@ -155,7 +268,11 @@ def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str
                 "method": c["method"], "method_mean": ma, "method_std": sa if len(a) > 1 else None,
                 "n_method": len(a), "baseline": c["baseline"], "baseline_mean": mb,
                 "baseline_std": sb if len(b) > 1 else None, "n_baseline": len(b),
-                "delta": delta, "ci_low": lo, "ci_high": hi, "verdict": verdict(delta, lo, hi, hib), **rep,
+                "delta": delta, "ci_low": lo, "ci_high": hi,
+                "verdict": verdict_text(outcome, c["metric"], mde, effect, needed), **rep,
+                "statistic": stat, "outcome": outcome, "mde": mde, "reported_effect": effect,
+                "seeds_needed": needed, "method_values": " ".join(repr(x) for x in a),
+                "baseline_values": " ".join(repr(x) for x in b),
             })
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
