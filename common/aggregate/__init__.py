@@ -14,3 +14,4 @@ from .render import (calibration_markdown, claims_markdown, fmt, matrix_markdown
 from .runs import REPORTED_COLUMNS, load_reported, load_runs, read_benchmark_files, scalar_metrics  # noqa: F401
 from .stats import (LOWER_BETTER, MAIN, PERCENT, calibration_table, claims_table, long_table, matrix,  # noqa: F401
                     verdict, welch_ci)
+from .validate import validate_claims, validate_paper  # noqa: F401,E402
