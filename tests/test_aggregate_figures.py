@@ -76,3 +76,11 @@ def test_summary_refuses_to_leave_papers_out(tmp_path):
               "--out-format", str(tmp_path / "aggregate_format.txt")])
     assert (tmp_path / "aggregate_format.txt").read_text() == f"{agg.AGGREGATE_FORMAT}\n"
     assert "Verdicts: none" in (tmp_path / "md").read_text()
+
+
+def test_a_missing_claims_table_is_a_message_and_exit_1(tmp_path, capsys):
+    outs = [a for k in ("md", "csv", "tex", "matrix", "matrix-csv") for a in (f"--out-{k}", str(tmp_path / k))]
+    assert agg.main(["summary", "--scale", "cpu", "--claims", str(tmp_path / "x_claims.csv"), "--allow-subset",
+                     *outs]) == 1
+    assert "error: python -m common.aggregate summary: claims tables not found: " in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -117,20 +118,35 @@ def summary(a) -> None:
         atomic_write_text(a.out_format, f"{AGGREGATE_FORMAT}\n")
 
 
-def readmes(a) -> None:
-    for tpath in a.tables:
-        readme = ROOT / "papers" / Path(tpath).stem / "README.md"
-        if readme.exists():
-            atomic_write_text(readme, replace_block(readme.read_text(), a.scale, Path(tpath).read_text()))
-    top = ROOT / "README.md"
-    for name in ("summary", "matrix"):  # without their own "# ..." title line
-        src = Path(f"results/{a.scale}/{name}.md")
-        if top.exists() and src.exists():
-            body = src.read_text().split("\n", 2)[-1]
-            atomic_write_text(top, replace_block(top.read_text(), f"{name}-{a.scale}", body))
-    bench = Path("results/bench/README_section.md")
-    if top.exists() and bench.exists():
-        atomic_write_text(top, replace_block(top.read_text(), "bench", bench.read_text()))
+#: scales whose tables are written into the tracked READMEs; quick-scale results stay under results/quick
+#: (linked from the READMEs, never inlined), so a first `snakemake` leaves the working tree clean
+INLINE_SCALES = ("cpu", "paper")
+
+
+def _update_block(path: Path, tag: str, content: str) -> None:
+    """Replace one generated block of ``path``; the file is rewritten only when its text changes."""
+    old = path.read_text()
+    new = replace_block(old, tag, content)
+    if new != old:
+        atomic_write_text(path, new)
+
+
+def readmes(a, root: Path = ROOT) -> None:
+    """The scale's blocks (and only those) in README.md and papers/<paper>/README.md under ``root``."""
+    if a.scale in INLINE_SCALES:
+        for tpath in a.tables:
+            readme = root / "papers" / Path(tpath).stem / "README.md"
+            if readme.exists():
+                _update_block(readme, a.scale, Path(tpath).read_text())
+        top = root / "README.md"
+        for name, src in (("summary", a.summary_md), ("matrix", a.matrix_md)):  # without their "# ..." title line
+            src = Path(src or f"results/{a.scale}/{name}.md")
+            if top.exists() and src.exists():
+                _update_block(top, f"{name}-{a.scale}", src.read_text().split("\n", 2)[-1])
+        if a.bench_section and top.exists():
+            _update_block(top, "bench", Path(a.bench_section).read_text())
+    else:
+        print(f"readmes: {a.scale} results are not written into tracked READMEs (see results/{a.scale}/)")
     if a.stamp:
         atomic_write_text(Path(a.stamp), files_digest(a.stamp_inputs) + "\n")
 
@@ -165,6 +181,10 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("readmes", help="write the tables between the READMEs' generated markers")
     r.add_argument("--scale", required=True)
     r.add_argument("tables", nargs="*")
+    r.add_argument("--summary-md", default=None, help="the scale's summary.md (default results/<scale>/summary.md)")
+    r.add_argument("--matrix-md", default=None, help="the scale's matrix.md (default results/<scale>/matrix.md)")
+    r.add_argument("--bench-section", default=None,
+                   help="results/bench/README_section.md to write into README.md's bench block (not written without)")
     r.add_argument("--stamp", help="file to write the digest of --stamp-inputs to (the rule's output)")
     r.add_argument("--stamp-inputs", nargs="*", default=[],
                    help="every file the scale's aggregates are computed from (runs' metrics.json, papers' files)")
@@ -173,12 +193,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
-    if a.cmd == "table":
-        paper_table(a.paper, a.scale, a.metrics, a.out_csv, a.out_md, a.out_claims)
-    elif a.cmd == "figures":
-        paper_figures(a.paper, a.scale, a.metrics, a.out_dir)
-    elif a.cmd == "summary":
-        summary(a)
-    else:
-        readmes(a)
+    try:
+        if a.cmd == "table":
+            paper_table(a.paper, a.scale, a.metrics, a.out_csv, a.out_md, a.out_claims)
+        elif a.cmd == "figures":
+            paper_figures(a.paper, a.scale, a.metrics, a.out_dir)
+        elif a.cmd == "summary":
+            summary(a)
+        else:
+            readmes(a)
+    except (ValueError, FileNotFoundError) as e:  # ConfigError, a claim's statistic, reported.csv, a missing input
+        print(f"error: python -m common.aggregate {a.cmd}: {e}", file=sys.stderr)
+        return 1
     return 0
