@@ -50,12 +50,17 @@ def test_calibration_errors_are_shown_in_percent_and_stored_as_fractions(tmp_pat
     assert "-20.00" in agg.summary_tex(ct)
 
 
-def test_matrix_times_against_erm_or_the_settings_plain_mixer(tmp_path):
-    paths = [_run(tmp_path, "erm", 0, {"top1": 50.0}, train_time=100.0),
-             _run(tmp_path, "rankmixup_mrl", 0, {"top1": 51.0}, train_time=210.0),
-             _run(tmp_path, "deit_mix", 0, {"top1": 40.0}, model="vit", train_time=80.0, cpu=40.0),
-             _run(tmp_path, "transmix", 0, {"top1": 41.0}, model="vit", train_time=90.0, cpu=42.0)]
-    mx = agg.matrix(agg.load_runs(paths))
+def _refs(paths, ref):
+    return {p.parent.name: ref for p in paths}
+
+
+def test_matrix_times_against_the_reference_each_setting_names(tmp_path):
+    cnn = [_run(tmp_path, "erm", 0, {"top1": 50.0}, train_time=100.0),
+           _run(tmp_path, "rankmixup_mrl", 0, {"top1": 51.0}, train_time=210.0)]
+    vit = [_run(tmp_path, "deit_mix", 0, {"top1": 40.0}, model="vit", train_time=80.0, cpu=40.0),
+           _run(tmp_path, "transmix", 0, {"top1": 41.0}, model="vit", train_time=90.0, cpu=42.0)]
+    paths = cnn + vit
+    mx = agg.matrix(agg.load_runs(paths), {**_refs(cnn, "erm"), **_refs(vit, "deit_mix")})
     row = mx.set_index("method")
     assert row.loc["rankmixup_mrl", "time_vs_reference"] == pytest.approx(2.1)
     assert row.loc["rankmixup_mrl", "time_reference"] == "erm" and row.loc["rankmixup_mrl", "time_clock"] == "wall"
@@ -65,6 +70,31 @@ def test_matrix_times_against_erm_or_the_settings_plain_mixer(tmp_path):
     md = agg.matrix_markdown(mx)
     assert "train time vs `deit_mix` (CPU time)" in md and "| 1.05x |" in md and "–x" not in md
     assert "inflate" in md and "*CPU time*" in md  # each clock used is explained
+    # no reference named (or one the setting does not have): seconds, not a ratio
+    row = agg.matrix(agg.load_runs(paths), _refs(cnn, "mixup")).set_index("method")
+    assert row.loc["rankmixup_mrl", "time_reference"] == "" and row.isna().loc["transmix", "time_vs_reference"]
+    assert "| 210 s |" in agg.matrix_markdown(agg.matrix(agg.load_runs(cnn)))
+
+
+def test_papers_sharing_a_setting_must_name_the_same_time_reference(tmp_path):
+    from common.methods import ConfigError
+
+    paths = [_run(tmp_path, "erm", 0, {"top1": 50.0}), _run(tmp_path, "mixup", 0, {"top1": 51.0})]
+    with pytest.raises(ConfigError, match=r"different time_reference methods \['erm', 'mixup'\]"):
+        agg.matrix(agg.load_runs(paths), {paths[0].parent.name: "erm", paths[1].parent.name: "mixup"})
+
+
+def test_every_paper_names_a_time_reference_it_runs():
+    from common.aggregate.cli import ROOT, time_references
+    from common.config import discover_papers, expand_grid, load_experiments
+
+    for paper, path in discover_papers(ROOT).items():
+        exp = load_experiments(path)
+        ref = exp.get("time_reference")
+        assert ref, f"{path}: no time_reference"
+        names = {c["method"]["name"] for s in exp["scales"] for c in expand_grid(exp, s, str(path))}
+        assert ref in names, (path, ref)
+    assert set(time_references(ROOT, "cpu").values()) == {"erm", "deit_mix"}
 
 
 def test_matrix_uses_snakemakes_benchmark_cpu_time_when_runs_lack_their_own(tmp_path):
@@ -75,9 +105,9 @@ def test_matrix_uses_snakemakes_benchmark_cpu_time_when_runs_lack_their_own(tmp_
     head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for p, cpu in zip(paths, (330.0, 346.5)):
         (bench / f"{p.parent.name}.tsv").write_text(head + f"1.0\t0:00:01\t1\t1\t1\t1\t0\t0\t1\t{cpu}\n")
-    row = agg.matrix(agg.load_runs(paths)).set_index("method")
+    row = agg.matrix(agg.load_runs(paths), _refs(paths, "erm")).set_index("method")
     assert row.loc["cutmix", "time_clock"] == "cpu, whole job"
     assert row.loc["cutmix", "time_vs_reference"] == pytest.approx(346.5 / 330.0)
     (bench / f"{paths[0].parent.name}.tsv").unlink()  # one run without it: every run falls back to wall clock
-    row = agg.matrix(agg.load_runs(paths)).set_index("method")
+    row = agg.matrix(agg.load_runs(paths), _refs(paths, "erm")).set_index("method")
     assert row.loc["cutmix", "time_clock"] == "wall" and row.loc["cutmix", "time_vs_reference"] == pytest.approx(3 / 7)

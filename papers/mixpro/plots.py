@@ -1,5 +1,3 @@
-"""Per-epoch lambda plots for MixPro runs: MaskMix area lambda (own image's share), PAL attention
-lambda and the progressive factor alpha. Re-uses ``papers/transmix/plots.py``."""
-from __future__ import annotations
-
-from papers.transmix.plots import make_figures, plot_lambdas  # noqa: F401
+"""Figure hook of MixPro: per-epoch attention/area lambdas and the progressive factor alpha
+(``common.aggregate.lambdas``)."""
+from common.aggregate.lambdas import make_figures, plot_lambdas  # noqa: F401

@@ -1,0 +1,208 @@
+"""Command line of the workflow's aggregate rules: ``python -m common.aggregate <table|figures|summary|readmes>``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import discover_papers, expand_grid, load_experiments, run_id
+from ..io import atomic_write_text, files_digest
+from . import templates
+from .figures import figures
+from .render import claims_markdown, matrix_markdown, replace_block, summary_tex, wide_markdown
+from .runs import load_reported, load_runs
+from .stats import CLAIM_COLUMNS, claims_table, long_table, matrix
+
+#: version of what the aggregation writes; ``summary --out-format`` records it beside a scale's summary so that
+#: a test can tell whether the committed aggregates were built by this code (bump on any change of output)
+AGGREGATE_FORMAT = 2
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DESCRIPTION = """Tables, figures, the cross-paper summary and README sections, built from runs' metrics.json.
+
+Nothing here holds a number: every value comes from a run's metrics.json or a paper's reported.csv
+(whose ``source`` is carried along; rows whose source says UNVERIFIED are labelled so)."""
+
+
+def time_references(root: Path, scale: str) -> dict[str, str]:
+    """``{run id: method}``: the ``time_reference`` each paper names (experiments.yaml) for its runs at
+    ``scale``; papers sharing a setting must name the same method."""
+    refs: dict[str, str] = {}
+    for paper, path in discover_papers(root).items():
+        exp = load_experiments(path)
+        ref = exp.get("time_reference")
+        if ref and scale in exp["scales"]:
+            for cfg in expand_grid(exp, scale, str(path)):
+                refs.setdefault(run_id(cfg), ref)
+    return refs
+
+
+def paper_table(paper: str, scale: str, metrics: list[str], out_csv, out_md, out_claims) -> None:
+    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
+    runs = load_runs(metrics)
+    long = long_table(runs, paper)
+    ct = claims_table(runs, exp, load_reported(ROOT / "papers" / paper / "reported.csv"), scale)
+    atomic_write_text(out_csv, long.to_csv(index=False))
+    atomic_write_text(out_claims, ct.to_csv(index=False))
+    atomic_write_text(out_md, templates.PAPER_TABLE.format(title=exp.get("title", paper), scale=scale,
+                                                           wide=wide_markdown(long), claims=claims_markdown(ct)))
+
+
+def paper_figures(paper: str, scale: str, metrics: list[str], out_dir) -> None:
+    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
+    figures(load_runs(metrics), exp, load_reported(ROOT / "papers" / paper / "reported.csv"), scale, Path(out_dir))
+
+
+def read_claims(paths) -> pd.DataFrame:
+    """The papers' ``*_claims.csv`` tables concatenated (empty files skipped; a missing file is an error).
+    Tables written by an older aggregation lack the newer columns: those are left empty."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"claims tables not found: {', '.join(missing)}")
+    frames = [pd.read_csv(p) for p in paths if Path(p).stat().st_size > 1]
+    frames = [x for x in frames if not x.empty]
+    ct = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CLAIM_COLUMNS)
+    ct = ct.reindex(columns=CLAIM_COLUMNS + [c for c in ct.columns if c not in CLAIM_COLUMNS])
+    ct["outcome"] = ct["outcome"].where(ct["outcome"].notna(), ct["verdict"])
+    return ct.astype(object).where(pd.notna(ct), None)
+
+
+def check_all_papers(claims: list, scale: str, root: Path = ROOT) -> None:
+    """A summary covers every paper with claims at ``scale``: a paper subset must not shrink it."""
+    given = {Path(p).name[: -len("_claims.csv")] for p in claims if Path(p).name.endswith("_claims.csv")}
+    want = []
+    for paper, path in discover_papers(root).items():
+        exp = load_experiments(path)
+        if scale in exp["scales"] and any(not c.get("scales") or scale in c["scales"] for c in exp.get("claims") or []):
+            want.append(paper)
+    lacking = sorted(set(want) - given)
+    if lacking:
+        raise SystemExit(f"error: the {scale} summary would leave out {', '.join(lacking)}: pass every paper's "
+                         f"results/{scale}/tables/<paper>_claims.csv to --claims (committed or rebuilt), or "
+                         f"--allow-subset for a partial summary outside results/")
+
+
+def summary(a) -> None:
+    if not a.allow_subset:
+        check_all_papers(a.claims, a.scale)
+    ct = read_claims(a.claims)
+    counts = ct["outcome"].value_counts().to_dict() if not ct.empty else {}
+    atomic_write_text(a.out_md, templates.SUMMARY.format(
+        scale=a.scale, counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none",
+        claims=claims_markdown(ct)))
+    atomic_write_text(a.out_csv, ct.to_csv(index=False))
+    atomic_write_text(a.out_tex, summary_tex(ct) if not ct.empty else "% no claims\n")
+    mx = matrix(load_runs(a.runs), time_references(ROOT, a.scale))
+    atomic_write_text(a.out_matrix, templates.MATRIX.format(scale=a.scale, body=matrix_markdown(mx)))
+    atomic_write_text(a.out_matrix_csv, mx.to_csv(index=False))
+    if a.out_extra:  # cross-paper tables a paper contributes (papers/<paper>/tables.py: make_tables)
+        extra = Path(a.out_extra)
+        extra.mkdir(parents=True, exist_ok=True)
+        for paper in sorted(discover_papers(ROOT)):
+            try:
+                mod = importlib.import_module(f"papers.{paper}.tables")
+            except ModuleNotFoundError as e:
+                if e.name != f"papers.{paper}.tables":
+                    raise
+                continue
+            if hasattr(mod, "make_tables"):
+                mod.make_tables(a.runs, extra)
+    if a.out_forest:
+        from .figures import forest_plot
+
+        forest_plot(ct, a.scale, Path(a.out_forest))
+    if a.out_format:
+        atomic_write_text(a.out_format, f"{AGGREGATE_FORMAT}\n")
+
+
+#: scales whose tables are written into the tracked READMEs; quick-scale results stay under results/quick
+#: (linked from the READMEs, never inlined), so a first `snakemake` leaves the working tree clean
+INLINE_SCALES = ("cpu", "paper")
+
+
+def _update_block(path: Path, tag: str, content: str) -> None:
+    """Replace one generated block of ``path``; the file is rewritten only when its text changes."""
+    old = path.read_text()
+    new = replace_block(old, tag, content)
+    if new != old:
+        atomic_write_text(path, new)
+
+
+def readmes(a, root: Path = ROOT) -> None:
+    """The scale's blocks (and only those) in README.md and papers/<paper>/README.md under ``root``."""
+    if a.scale in INLINE_SCALES:
+        for tpath in a.tables:
+            readme = root / "papers" / Path(tpath).stem / "README.md"
+            if readme.exists():
+                _update_block(readme, a.scale, Path(tpath).read_text())
+        top = root / "README.md"
+        for name, src in (("summary", a.summary_md), ("matrix", a.matrix_md)):  # without their "# ..." title line
+            src = Path(src or f"results/{a.scale}/{name}.md")
+            if top.exists() and src.exists():
+                _update_block(top, f"{name}-{a.scale}", src.read_text().split("\n", 2)[-1])
+        if a.bench_section and top.exists():
+            _update_block(top, "bench", Path(a.bench_section).read_text())
+    else:
+        print(f"readmes: {a.scale} results are not written into tracked READMEs (see results/{a.scale}/)")
+    if a.stamp:
+        atomic_write_text(Path(a.stamp), files_digest(a.stamp_inputs) + "\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m common.aggregate", description=DESCRIPTION)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("table", help="one paper's table (.csv, .md) and claims (_claims.csv)")
+    t.add_argument("--paper", required=True)
+    t.add_argument("--scale", required=True)
+    t.add_argument("--out-csv", required=True)
+    t.add_argument("--out-md", required=True)
+    t.add_argument("--out-claims", required=True)
+    t.add_argument("metrics", nargs="*")
+    f = sub.add_parser("figures", help="one paper's figures")
+    f.add_argument("--paper", required=True)
+    f.add_argument("--scale", required=True)
+    f.add_argument("--out-dir", required=True)
+    f.add_argument("metrics", nargs="*")
+    s = sub.add_parser("summary", help="cross-paper summary, matrix and cross-paper tables")
+    s.add_argument("--scale", required=True)
+    s.add_argument("--claims", nargs="*", default=[])
+    s.add_argument("--runs", nargs="*", default=[])
+    for k in ("md", "csv", "tex", "matrix", "matrix-csv"):
+        s.add_argument(f"--out-{k}", required=True)
+    s.add_argument("--out-extra", default=None, help="directory for the papers' cross-paper tables")
+    s.add_argument("--out-forest", default=None, help="forest plot of every claim (PNG; a PDF is written beside it)")
+    s.add_argument("--out-format", default=None,
+                   help="file recording the aggregation format version the outputs were built with")
+    s.add_argument("--allow-subset", action="store_true",
+                   help="accept --claims that leave out papers with claims at this scale (not for results/)")
+    r = sub.add_parser("readmes", help="write the tables between the READMEs' generated markers")
+    r.add_argument("--scale", required=True)
+    r.add_argument("tables", nargs="*")
+    r.add_argument("--summary-md", default=None, help="the scale's summary.md (default results/<scale>/summary.md)")
+    r.add_argument("--matrix-md", default=None, help="the scale's matrix.md (default results/<scale>/matrix.md)")
+    r.add_argument("--bench-section", default=None,
+                   help="results/bench/README_section.md to write into README.md's bench block (not written without)")
+    r.add_argument("--stamp", help="file to write the digest of --stamp-inputs to (the rule's output)")
+    r.add_argument("--stamp-inputs", nargs="*", default=[],
+                   help="every file the scale's aggregates are computed from (runs' metrics.json, papers' files)")
+    return ap
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    try:
+        if a.cmd == "table":
+            paper_table(a.paper, a.scale, a.metrics, a.out_csv, a.out_md, a.out_claims)
+        elif a.cmd == "figures":
+            paper_figures(a.paper, a.scale, a.metrics, a.out_dir)
+        elif a.cmd == "summary":
+            summary(a)
+        else:
+            readmes(a)
+    except (ValueError, FileNotFoundError) as e:  # ConfigError, a claim's statistic, reported.csv, a missing input
+        print(f"error: python -m common.aggregate {a.cmd}: {e}", file=sys.stderr)
+        return 1
+    return 0

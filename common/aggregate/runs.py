@@ -1,0 +1,135 @@
+"""Loading: runs' metrics.json (+ epochs.jsonl), a paper's reported.csv, Snakemake benchmark files.
+
+A run dict has ``path``, ``dir``, ``metrics``, ``config``, ``epochs``, ``task`` and, after labelling,
+``setting`` (a hash of everything in the config but seed, method and runtime keys), ``dataset``,
+``model`` and ``label`` (the method name plus the params that distinguish same-named variants within
+one setting).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+REPORTED_COLUMNS = ["paper", "method", "dataset", "model", "epochs", "metric", "value", "baseline_method",
+                    "baseline_value", "source"]
+
+
+def load_reported(path) -> pd.DataFrame:
+    """Read and check a paper's reported.csv; a malformed row is named by its line number."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=REPORTED_COLUMNS + ["verified"])
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] != REPORTED_COLUMNS:
+        raise ValueError(f"{path}: header must be {','.join(REPORTED_COLUMNS)}; got {','.join(rows[0]) if rows else '(empty)'}")
+    out = []
+    for i, r in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in r):
+            continue
+        if len(r) != len(REPORTED_COLUMNS):
+            raise ValueError(f"{path}, line {i}: expected {len(REPORTED_COLUMNS)} columns, got {len(r)}")
+        d = dict(zip(REPORTED_COLUMNS, r))
+        for col in ("value", "baseline_value"):
+            if d[col].strip() == "" and col == "baseline_value":
+                d[col] = None
+                continue
+            try:
+                d[col] = float(d[col])
+            except ValueError:
+                raise ValueError(f"{path}, line {i}: column {col!r} must be a number, got {d[col]!r}") from None
+        if not d["source"].strip():
+            raise ValueError(f"{path}, line {i}: column 'source' is empty (every figure needs its source)")
+        d["verified"] = not d["source"].strip().upper().startswith("UNVERIFIED")
+        out.append(d)
+    return pd.DataFrame(out, columns=REPORTED_COLUMNS + ["verified"])
+
+
+def load_runs(paths) -> list[dict]:
+    """Run dicts of the given metrics.json paths (a path listed twice counts once), labelled."""
+    runs, seen = [], set()
+    for p in paths:
+        p = Path(p)
+        if p.resolve() in seen:
+            continue
+        seen.add(p.resolve())
+        m = json.loads(p.read_text())
+        cfg = m["provenance"]["config"]
+        ep_path = p.parent / "epochs.jsonl"
+        epochs = [json.loads(line) for line in ep_path.read_text().splitlines() if line.strip()] if ep_path.exists() else []
+        runs.append({"path": p, "dir": p.parent, "metrics": m, "config": cfg, "epochs": epochs, "task": m["task"]})
+    _label(runs)
+    return runs
+
+
+def flat(d: dict, prefix="") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _label(runs: list[dict]) -> None:
+    for r in runs:
+        c = {k: v for k, v in r["config"].items() if k not in ("seed", "method", "resources")}
+        c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in ("root", "download")}
+        r["setting"] = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:6]
+        r["dataset"] = r["config"]["dataset"]["name"]
+        r["model"] = r["config"]["model"]["name"].replace("timm:", "")
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["config"]["method"]["name"], r["setting"]), []).append(r)
+    for (name, _), rs in groups.items():
+        flats = [flat({k: v for k, v in r["config"]["method"].items() if k != "name"}) for r in rs]
+        keys = sorted({k for f in flats for k in f})
+        varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+        for r, f in zip(rs, flats):
+            extra = ",".join(f"{k}={f.get(k)}" for k in varying)
+            r["label"] = f"{name}({extra})" if extra else name
+
+
+def matches(run: dict, match: dict | None) -> bool:
+    """Whether the run's config has every dotted ``key: value`` of ``match``."""
+    f = flat(run["config"])
+    return all(f.get(k) == v for k, v in (match or {}).items())
+
+
+def scalar_metrics(run: dict) -> dict:
+    """The run's final test metrics, its training throughput and its best-epoch metrics
+    (``best_epoch_<name>``)."""
+    out = {k: v for k, v in run["metrics"]["test"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    ips = run["metrics"].get("train_images_per_sec")
+    if ips:
+        out["train_images_per_sec"] = ips
+    best = run["metrics"].get("best_epoch_test") or {}
+    for k, v in best.items():
+        if k != "epoch" and isinstance(v, (int, float)):
+            out[f"best_epoch_{k.replace('test_', '')}"] = v
+    return out
+
+
+def read_benchmark_files(folder) -> pd.DataFrame:
+    """Snakemake's per-run benchmark files ``<folder>/<run_id>.tsv`` (``benchmark:`` directive), one row
+    per file (its last line): run_id, s, cpu_time, max_rss. Unreadable files are skipped."""
+    folder = Path(folder)
+    rows = []
+    for f in sorted(folder.glob("*.tsv")) if folder.is_dir() else []:
+        try:
+            df = pd.read_csv(f, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError):
+            continue
+        if df.empty or "s" not in df.columns:
+            continue
+        last = df.iloc[-1]
+        rows.append({"run_id": f.stem, "s": float(last["s"]),
+                     "cpu_time": float(last.get("cpu_time", float("nan"))),
+                     "max_rss": float(last.get("max_rss", float("nan")))})
+    return pd.DataFrame(rows, columns=["run_id", "s", "cpu_time", "max_rss"])
