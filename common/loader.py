@@ -392,7 +392,8 @@ class FileLoader:
                   "worker_init_fn": _worker_init}
         self.loader = torch.utils.data.DataLoader(
             ImageFileDataset(data, sample_tf, self.seed), batch_sampler=self._batches, num_workers=int(workers),
-            pin_memory=bool(pin_memory) and self.device.type == "cuda", **kw)
+            pin_memory=bool(pin_memory) and self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.seed), **kw)  # its own base seed: global RNG untouched
 
     def _indices(self, e: int) -> list[int]:
         if self.repeats > 1:

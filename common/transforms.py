@@ -127,7 +127,7 @@ def describe(tf) -> list[tuple[str, dict]]:
     for t in getattr(tf, "transforms", [tf]):
         name = type(t).__name__
         p = {}
-        for attr in ("size", "scale", "ratio", "p", "interpolation", "padding", "padding_mode", "std", "mode",
+        for attr in ("size", "scale", "ratio", "p", "probability", "interpolation", "padding", "padding_mode", "std", "mode",
                      "max_count", "brightness", "contrast", "saturation", "hue", "mean"):
             if hasattr(t, attr):
                 v = getattr(t, attr)
