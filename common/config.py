@@ -10,11 +10,14 @@ A paper's ``experiments.yaml``::
         grid:
           - set: {dataset: {name: digits}, model: {name: resnet8}}
             vary: {method: [erm, mixup, cutmix], seed: [0, 1, 2]}   # cartesian product
-    claims: [...]                 # headline claims checked by the summary (see common/summary.py)
+            zip: {seed: [0, 1], dataset.split_seed: [0, 1]}          # equal-length lists, in step
+    claims: [...]                 # headline claims checked by the aggregation
 
-``vary`` keys may be dotted (``train.lr: [0.1, 0.05]``). A run's identity is the SHA-256 of
-its resolved config (minus ``resources``), so an identical run requested by two papers is
-trained once; the id is ``<method>-<dataset>-<model>-s<seed>-<hash8>``.
+``vary``/``zip`` keys may be dotted (``train.lr: [0.1, 0.05]``); a ``zip`` row is combined with
+every ``vary`` combination. A run's identity is the SHA-256 of its resolved config (minus
+``resources`` and runtime-only keys, and minus keys at their ``NEUTRAL_DEFAULTS`` value), so an
+identical run requested by two papers is trained once; the id is
+``<method>-<dataset>-<model>-s<seed>-<hash8>``.
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ SCALES = ("quick", "cpu", "paper")
 DEFAULTS: dict = {
     "seed": 0,
     "dataset": {"name": "digits", "root": None, "download": False, "train_size": None, "val_size": 0,
-                "split_seed": 0, "test_size": None},
+                "split_seed": 0, "test_size": None, "transform": None,
+                "loader": {"workers": None, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 2}},
     "model": {"name": "resnet8"},
     "method": {"name": "erm"},
     "train": {
@@ -44,6 +48,8 @@ DEFAULTS: dict = {
         "weight_decay": 5e-4, "schedule": "cosine", "milestones": [], "gamma": 0.1, "warmup_epochs": 0,
         "label_smoothing": 0.0, "clip_grad_norm": None, "select": "last", "drop_last": False,
         "augment": {}, "channels_last": False, "amp": False, "num_threads": None, "eval_every": 1,
+        "repeated_aug": 1, "ema": None, "amp_dtype": "float16", "warmup_lr": None, "min_lr": 0.0,
+        "cooldown_epochs": 0, "lr_per": "step", "no_weight_decay": None, "shuffle": True,
     },
     "eval": {"batch_size": 500, "calibration_bins": 15, "temperature_scaling": True,
              "occlusion": {"sizes": [0.25, 0.5], "modes": ["center", "random"]}},
@@ -51,6 +57,24 @@ DEFAULTS: dict = {
 }
 
 IDENTITY_EXCLUDE = ("resources",)
+#: keys of the run's environment, not of its result (dropped from the identity)
+IDENTITY_EXCLUDE_DATASET = ("root", "download", "loader")
+
+#: Keys added after runs were committed, with the value that reproduces the earlier behaviour.
+#: ``run_hash`` leaves a key out of the identity while it has this value, so adding a key keeps
+#: every existing run id; setting it to anything else gives a new id.
+NEUTRAL_DEFAULTS: dict = {
+    "dataset.transform": None,
+    "train.repeated_aug": 1,
+    "train.ema": None,
+    "train.amp_dtype": "float16",
+    "train.warmup_lr": None,
+    "train.min_lr": 0.0,
+    "train.cooldown_epochs": 0,
+    "train.lr_per": "step",
+    "train.no_weight_decay": None,
+    "train.shuffle": True,
+}
 
 
 # --------------------------------------------------------------------------- merging
@@ -210,13 +234,36 @@ def resolve(*layers: dict) -> dict:
     cfg = copy.deepcopy(DEFAULTS)
     for layer in layers:
         cfg = deep_merge(cfg, layer or {})
+    ema = cfg.get("train", {}).get("ema") if isinstance(cfg.get("train"), dict) else None
+    if isinstance(ema, dict):  # one spelling per EMA setting, so equal settings share one run id
+        cfg["train"]["ema"] = {"warmup": False, "every": 1, **ema}
     return cfg
 
 
 # --------------------------------------------------------------------------- identity
+def _same_value(a, b) -> bool:
+    """Equal as config values: ``0 == 0.0``, but ``True != 1`` and ``None`` only equals ``None``."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def identity(cfg: dict) -> dict:
+    """The part of a resolved config that determines the result (what ``run_hash`` hashes)."""
+    ident = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in IDENTITY_EXCLUDE}
+    ident["dataset"] = {k: v for k, v in ident["dataset"].items() if k not in IDENTITY_EXCLUDE_DATASET}
+    for dotted, neutral in NEUTRAL_DEFAULTS.items():
+        *parents, leaf = dotted.split(".")
+        node = ident
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and _same_value(node[leaf], neutral):
+            del node[leaf]
+    return ident
+
+
 def run_hash(cfg: dict) -> str:
-    ident = {k: v for k, v in cfg.items() if k not in IDENTITY_EXCLUDE}
-    ident["dataset"] = {k: v for k, v in ident["dataset"].items() if k not in ("root", "download")}
+    ident = identity(cfg)
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -254,18 +301,32 @@ def expand_grid(exp: dict, scale: str, where: str) -> list[dict]:
         return []
     runs = []
     for gi, entry in enumerate(sc.get("grid") or []):
+        at = f"{where}: scales.{scale}.grid[{gi}]"
         base = resolve(exp.get("defaults") or {}, sc.get("defaults") or {}, entry.get("set") or {})
         vary = entry.get("vary") or {}
+        zipped = entry.get("zip") or {}
         keys = list(vary)
         for k in keys:
             if not isinstance(vary[k], list) or not vary[k]:
                 raise ConfigError(f"{where}: scales.{scale}.grid[{gi}].vary.{k} must be a non-empty list")
+        for k in zipped:
+            if not isinstance(zipped[k], list) or not zipped[k]:
+                raise ConfigError(f"{at}.zip.{k} must be a non-empty list")
+            if k in vary:
+                raise ConfigError(f"{at}: key {k!r} is in both vary and zip; give it in one of them")
+        lengths = {k: len(v) for k, v in zipped.items()}
+        if len(set(lengths.values())) > 1:
+            raise ConfigError(f"{at}.zip: the lists must have equal length (they vary together); got "
+                              + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
+        zkeys = list(zipped)
+        zrows = list(zip(*(zipped[k] for k in zkeys))) if zkeys else [()]
         for combo in itertools.product(*(vary[k] for k in keys)):
-            cfg = base
-            for k, v in zip(keys, combo):
-                cfg = set_dotted(cfg, k, v)
-            validate_run_config(cfg, f"{where} (scales.{scale}.grid[{gi}])")
-            runs.append(cfg)
+            for zrow in zrows:
+                cfg = base
+                for k, v in list(zip(keys, combo)) + list(zip(zkeys, zrow)):
+                    cfg = set_dotted(cfg, k, v)
+                validate_run_config(cfg, f"{where} (scales.{scale}.grid[{gi}])")
+                runs.append(cfg)
     return runs
 
 

@@ -1,0 +1,163 @@
+"""Run identity is stable: new config keys at their neutral default leave every run id unchanged
+(the committed ``cpu`` runs and the ``quick`` grid), any other value gives a new id, and runtime-only
+keys (``dataset.loader``) never change it. Also the ``zip:`` grid entries."""
+from __future__ import annotations
+
+import copy
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rel_helpers import ROOT, tiny
+
+from common.config import (NEUTRAL_DEFAULTS, ConfigError, expand_grid, load_experiments, plan, resolve, run_id,
+                           set_dotted, validate_run_config)
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def _committed_cpu_run_ids() -> set[str]:
+    out = subprocess.run(["git", "ls-files", "results/cpu/runs"], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout")
+    return {line.split("/")[3] for line in out.stdout.splitlines() if line.count("/") >= 4}
+
+
+def test_cpu_run_ids_equal_the_committed_runs():
+    runs, _ = plan("cpu", ROOT)
+    committed = _committed_cpu_run_ids()
+    assert committed, "no committed cpu runs found"
+    assert set(runs) == committed, (sorted(set(runs) - committed), sorted(committed - set(runs)))
+
+
+def test_quick_run_ids_are_unchanged():
+    """``tests/fixtures/quick_run_ids.txt`` was written by the code before the new keys existed."""
+    runs, _ = plan("quick", ROOT)
+    expected = (FIXTURES / "quick_run_ids.txt").read_text().split()
+    assert sorted(runs) == expected
+
+
+# a valid non-neutral value for every identity-neutral key
+NON_NEUTRAL = {
+    "dataset.transform": {"input_size": 8, "hflip": 0.5},
+    "train.repeated_aug": 3,
+    "train.ema": {"decay": 0.99996},
+    "train.amp_dtype": "bfloat16",
+    "train.warmup_lr": 1e-6,
+    "train.min_lr": 1e-5,
+    "train.cooldown_epochs": 1,
+    "train.lr_per": "epoch",
+    "train.no_weight_decay": "timm",
+    "train.shuffle": False,
+}
+
+
+def test_every_neutral_key_has_a_case_here():
+    assert set(NON_NEUTRAL) == set(NEUTRAL_DEFAULTS)
+
+
+@pytest.mark.parametrize("key", sorted(NEUTRAL_DEFAULTS))
+def test_non_neutral_value_changes_the_run_id(key):
+    base = resolve(tiny())
+    neutral = set_dotted(base, key, NEUTRAL_DEFAULTS[key])
+    changed = set_dotted(base, key, NON_NEUTRAL[key])
+    validate_run_config(neutral, "neutral")
+    validate_run_config(changed, "changed")
+    assert run_id(neutral) == run_id(base)
+    assert run_id(changed) != run_id(base)
+
+
+@pytest.mark.parametrize("key,value", [("train.min_lr", 0), ("train.repeated_aug", 1), ("train.shuffle", True)])
+def test_equal_spellings_of_the_neutral_value_keep_the_id(key, value):
+    base = resolve(tiny())
+    assert run_id(set_dotted(base, key, value)) == run_id(base)
+
+
+def test_bool_is_not_the_neutral_number():
+    base = resolve(tiny())
+    assert run_id(set_dotted(base, "train.repeated_aug", True)) != run_id(base)
+
+
+def test_ema_defaults_are_filled_so_equal_settings_share_an_id():
+    a = resolve(tiny(**{"train.ema": {"decay": 0.999}}))
+    b = resolve(tiny(**{"train.ema": {"decay": 0.999, "warmup": False, "every": 1}}))
+    assert run_id(a) == run_id(b)
+    assert run_id(a) != run_id(resolve(tiny(**{"train.ema": {"decay": 0.999, "every": 2}})))
+
+
+@settings(max_examples=40, deadline=None)
+@given(workers=st.one_of(st.none(), st.integers(0, 64)), pin=st.booleans(), persistent=st.booleans(),
+       prefetch=st.integers(1, 16))
+def test_dataset_loader_never_changes_the_run_id(workers, pin, persistent, prefetch):
+    base = resolve(tiny())
+    cfg = resolve(tiny(**{"dataset.loader": {"workers": workers, "pin_memory": pin,
+                                             "persistent_workers": persistent, "prefetch_factor": prefetch}}))
+    validate_run_config(cfg, "loader")
+    assert run_id(cfg) == run_id(base)
+
+
+@pytest.mark.parametrize("key,value,expect", [
+    ("dataset.transform", {"hflip": 1.5}, ["'dataset.transform.hflip'", "maximum=1"]),
+    ("dataset.transform", {"re_mode": "constant"}, ["'dataset.transform.re_mode'", "const"]),
+    ("dataset.transform", {"scale": [0.08]}, ["'dataset.transform.scale'"]),
+    ("dataset.transform", {"hlfip": 0.5}, ["'dataset.transform.hlfip'", "Did you mean 'hflip'"]),
+    ("dataset.transform", {"color_jitter": [0.4, 0.4]}, ["'dataset.transform.color_jitter'"]),
+    ("dataset.loader", {"workers": -1}, ["'dataset.loader.workers'"]),
+    ("train.repeated_aug", 0, ["'train.repeated_aug'", "minimum=1"]),
+    ("train.ema", {"decay": 1.0}, ["'train.ema.decay'", "exclusiveMaximum=1"]),
+    ("train.ema", {"every": 2}, ["'train.ema'", "decay"]),
+    ("train.amp_dtype", "fp16", ["'train.amp_dtype'", "bfloat16"]),
+    ("train.warmup_lr", -1.0, ["'train.warmup_lr'"]),
+    ("train.min_lr", -1e-5, ["'train.min_lr'"]),
+    ("train.cooldown_epochs", -1, ["'train.cooldown_epochs'"]),
+    ("train.lr_per", "batch", ["'train.lr_per'", "epoch"]),
+    ("train.no_weight_decay", "all", ["'train.no_weight_decay'", "timm"]),
+    ("train.select", "best_acc", ["'train.select'", "best_val_acc"]),
+    ("train.shuffle", "no", ["'train.shuffle'", "boolean"]),
+])
+def test_new_keys_are_range_checked(key, value, expect):
+    cfg = resolve(set_dotted(tiny(), key, value))
+    with pytest.raises(ConfigError) as e:
+        validate_run_config(cfg, "the.yaml")
+    msg = str(e.value)
+    assert "the.yaml" in msg
+    for s in expect:
+        assert s in msg, f"{s!r} missing from: {msg}"
+
+
+# --------------------------------------------------------------------------- zip: in grids
+def _experiments(tmp_path, entry):
+    import yaml
+
+    doc = {"paper": "toy", "scales": {"quick": {"defaults": {"dataset": {"name": "digits"}}, "grid": [
+        {"vary": {"method": ["erm"]}}, entry]}}}
+    p = tmp_path / "papers" / "toy" / "experiments.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def test_zip_varies_keys_together_times_vary(tmp_path):
+    p = _experiments(tmp_path, {"vary": {"method": ["erm", "mixup"]},
+                                "zip": {"seed": [0, 1, 2], "dataset.split_seed": [5, 6, 7]}})
+    runs = expand_grid(load_experiments(p), "quick", str(p))[1:]
+    got = sorted((c["method"]["name"], c["seed"], c["dataset"]["split_seed"]) for c in runs)
+    assert got == sorted((m, s, s + 5) for m in ("erm", "mixup") for s in (0, 1, 2))
+
+
+@pytest.mark.parametrize("zipped,expect", [
+    ({"seed": [0, 1, 2], "dataset.split_seed": [0, 1]}, ["grid[1].zip", "equal length", "seed: 3", "dataset.split_seed: 2"]),
+    ({"seed": []}, ["grid[1].zip.seed", "non-empty list"]),
+    ({"seed": 3}, ["grid[1].zip.seed", "non-empty list"]),
+    ({"method": ["erm"]}, ["grid[1]", "'method'", "both vary and zip"]),
+])
+def test_bad_zip_names_file_and_grid_index(tmp_path, zipped, expect):
+    p = _experiments(tmp_path, {"vary": {"method": ["erm", "mixup"]}, "zip": copy.deepcopy(zipped)})
+    with pytest.raises(ConfigError) as e:
+        expand_grid(load_experiments(p), "quick", str(p))
+    msg = str(e.value)
+    assert str(p) in msg
+    for s in expect:
+        assert s in msg, f"{s!r} missing from: {msg}"
