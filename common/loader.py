@@ -140,10 +140,35 @@ class FileData:
     def decode(self, name: str) -> torch.Tensor:
         return DecodeCenter(self.size, self.resize)(open_rgb(self.source, name), name)
 
+    def image(self, index: int):
+        """Sample ``index`` as an RGB PIL image."""
+        return open_rgb(self.source, self.names[index])
+
     def subset(self, idx) -> "FileData":
         idx = np.asarray(torch.as_tensor(idx, dtype=torch.long).cpu()).reshape(-1)
         return FileData(self.source, [self.names[i] for i in idx], self.y[torch.as_tensor(idx)], self.size,
                         self.resize, None if self.domain is None else self.domain[torch.as_tensor(idx)])
+
+
+class TensorImages:
+    """An in-memory uint8 (N, C, H, W) split seen as images, for the per-sample ``dataset.transform``
+    pipeline on cifar10/cifar100/mnist-like datasets (their default stays the batched tensor path)."""
+
+    file_based = False
+
+    def __init__(self, data):
+        self.x, self.y, self.domain = data.x, data.y, getattr(data, "domain", None)
+        self.size = int(data.x.shape[-1])
+        self.names = range(len(data.y))
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def image(self, index: int):
+        from PIL import Image
+
+        a = self.x[index].numpy()
+        return Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))  # "L" or "RGB"
 
 
 # --------------------------------------------------------------------------- datasets
@@ -304,10 +329,10 @@ class ImageFileDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item):
         index, epoch, repeat = item
-        name = self.data.names[index]
         with _SeededRNG(_mix_seed(self.seed, epoch, index, repeat, 0x1A6E)):
-            im = open_rgb(self.data.source, name)
-            x = self.transform(im, name) if isinstance(self.transform, DecodeCenter) else self.transform(im)
+            im = self.data.image(index)
+            x = self.transform(im, self.data.names[index]) if isinstance(self.transform, DecodeCenter) \
+                else self.transform(im)
         return x, index
 
 
@@ -446,20 +471,23 @@ def loader_options(cfg: dict) -> dict:
 
 def build_file_loaders(splits: DatasetSplits, cfg: dict, make_batch_transform, device, rank: int, world: int,
                        channels_last: bool):
-    """(train, test, val) loaders of a file-based dataset. ``dataset.transform`` null: uint8 decode
-    + the batched ``train.augment`` transform; a mapping: the per-sample timm pipeline."""
+    """(train, test, val) loaders of a file-based dataset, or of an in-memory image dataset with a
+    ``dataset.transform``. ``dataset.transform`` null: uint8 decode + the batched ``train.augment``
+    transform; a mapping: the per-sample timm pipeline."""
     from .transforms import build_transform
 
     t, spec = cfg["train"], cfg["dataset"].get("transform")
     lo = loader_options(cfg)
     common = {"seed": int(cfg["seed"]), "device": device, "channels_last": channels_last, **lo}
 
-    def tfs(data: FileData, train: bool):
+    def tfs(data, train: bool):
         if spec is None:
             return DecodeCenter(data.size, data.resize), make_batch_transform(train)
         return build_transform(spec, data.size, splits.mean, splits.std, train), None
 
     def one(data, train):
+        if not getattr(data, "file_based", False):
+            data = TensorImages(data)
         sample_tf, batch_tf = tfs(data, train)
         if train:
             return FileLoader(data, t["batch_size"], sample_tf, batch_tf, shuffle=t.get("shuffle", True),

@@ -233,7 +233,8 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
 
     bs = t["batch_size"]
     eval_bs = cfg["eval"]["batch_size"]
-    if getattr(splits.train, "file_based", False):  # image files: DataLoader workers + per-sample transforms
+    if getattr(splits.train, "file_based", False) or (splits.is_image and cfg["dataset"].get("transform")):
+        # image files, or a per-sample transform: DataLoader workers
         from .loader import build_file_loaders
 
         train_loader, test_loader, val_loader = build_file_loaders(splits, cfg, make_transform, device, rank, world,

@@ -34,7 +34,7 @@ TRANSFORM_DEFAULTS: dict = {
     "re_mode": "const",
     "re_count": 1,
     "lighting": 0.0,  # PCA lighting std (0 = off)
-    "crop_pct": None,  # eval: resize to input_size / crop_pct, centre crop (None: timm's 0.875)
+    "crop_pct": None,  # eval: resize to input_size / crop_pct, centre crop (None: timm's 0.875; 1 with random_crop_only/reflect_pad)
     "eval_interpolation": "bilinear",
     "reflect_pad": 0,  # > 0: reflect-pad by this many pixels, then RandomCrop(input_size)
     "random_crop_only": False,  # RandomCrop(input_size) instead of RandomResizedCrop
@@ -95,7 +95,10 @@ def build_transform(spec: dict | None, image_size: int, mean, std, train: bool):
     c = resolve_transform(spec, image_size)
     size = int(c["input_size"])
     if not train:
-        return create_transform(size, is_training=False, crop_pct=c["crop_pct"],
+        crop_pct = c["crop_pct"]
+        if crop_pct is None and (c["reflect_pad"] or c["random_crop_only"]):
+            crop_pct = 1.0  # a random-crop (CIFAR) pipeline evaluates the whole image
+        return create_transform(size, is_training=False, crop_pct=crop_pct,
                                 interpolation=c["eval_interpolation"], mean=tuple(mean), std=tuple(std))
     primary, secondary, final = create_transform(
         size, is_training=True, scale=tuple(c["scale"]), ratio=tuple(c["ratio"]), hflip=c["hflip"],
