@@ -36,17 +36,19 @@ class DataError(RuntimeError):
 # --------------------------------------------------------------------------- containers
 @dataclass
 class ArrayData:
-    """One split held in memory: ``x`` uint8 (N,C,H,W) images or float32 (N, ...) features."""
+    """One split held in memory: ``x`` uint8 (N,C,H,W) images or float32 (N, ...) features;
+    ``domain`` (optional, (N,) int) names each sample's domain for per-domain test metrics."""
 
     x: torch.Tensor
     y: torch.Tensor
+    domain: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def subset(self, idx) -> "ArrayData":
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return ArrayData(self.x[idx], self.y[idx])
+        return ArrayData(self.x[idx], self.y[idx], None if self.domain is None else self.domain[idx])
 
 
 @dataclass
@@ -315,6 +317,63 @@ def load_cifar10(root=None, download=None) -> DatasetSplits:
 load_cifar10.image_size = 32
 
 
+# --------------------------------------------------------------------------- CIFAR-100
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+
+def _read_cifar100_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            d = pickle.load(fh, encoding="latin1")
+        x = np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(d["fine_labels"], np.int64)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as e:
+        raise DataError(f"CIFAR-100 file {path} is unreadable or truncated: {e}") from None
+    if len(x) != len(y):
+        raise DataError(f"CIFAR-100 file {path}: {len(x)} images but {len(y)} labels")
+    return x, y
+
+
+@register_dataset("cifar100")
+def load_cifar100(root=None, download=None) -> DatasetSplits:
+    """CIFAR-100 (fine labels) from the official python batches ``<root>/cifar100/cifar-100-python/
+    {train,test}`` (what ``torchvision.datasets.CIFAR100`` downloads), decoded once into the uint8
+    cache like ``cifar10``."""
+    base = data_root(root) / "cifar100"
+    folder = base / "cifar-100-python"
+    files = [folder / "train", folder / "test"]
+    if not all(f.exists() for f in files):
+        if download_allowed(download):
+            import torchvision
+
+            torchvision.datasets.CIFAR100(str(base), train=True, download=True)
+        else:
+            raise missing_error("cifar100", [f"{f} (official python version)" for f in files],
+                                "https://www.cs.toronto.edu/~kriz/cifar.html (cifar-100-python.tar.gz)")
+    stamp = ":".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    cpath = cache_dir(data_root(root)) / f"cifar100-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}.npz"
+    cached = load_npz_cache(cpath)
+    if cached is None:
+        xtr, ytr = _read_cifar100_batch(files[0])
+        xte, yte = _read_cifar100_batch(files[1])
+        save_npz_cache(cpath, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
+    else:
+        xtr, ytr, xte, yte = (cached[k] for k in ("xtr", "ytr", "xte", "yte"))
+    splits = DatasetSplits(
+        "cifar100", "classification",
+        ArrayData(torch.from_numpy(xtr), torch.from_numpy(ytr)),
+        ArrayData(torch.from_numpy(xte), torch.from_numpy(yte)),
+        num_classes=100, mean=CIFAR100_MEAN, std=CIFAR100_STD, augment={"pad": 4, "flip": True},
+        meta={"source": str(folder)},
+    )
+    check_labels("cifar100", splits.train.y, 100, "train")
+    check_labels("cifar100", splits.test.y, 100, "test")
+    return splits
+
+
 # --------------------------------------------------------------------------- MNIST
 @register_dataset("mnist")
 def load_mnist(root=None, download=None) -> DatasetSplits:
@@ -362,8 +421,9 @@ def load_random(root=None, download=None, num_classes: int = 10, image_size: int
 def prepare_splits(spec: dict) -> DatasetSplits:
     """Load ``spec['name']`` and carve ``train_size`` / ``val_size`` from the training split
     (class-balanced for classification, fixed by ``split_seed`` so every method sees the same
-    images)."""
+    images). File-based splits take ``dataset.transform.input_size`` as their image size."""
     spec = dict(spec)
+    transform = spec.get("transform") or {}
     name = spec.pop("name")
     train_size = spec.pop("train_size", None)
     val_size = spec.pop("val_size", 0) or 0
@@ -374,6 +434,10 @@ def prepare_splits(spec: dict) -> DatasetSplits:
         splits: DatasetSplits = DATASETS.get(name)(root=spec.get("root"), download=spec.get("download"), **options)
     except TypeError as e:
         raise ConfigError(f"dataset {name!r}: bad dataset.options: {e}") from None
+    if getattr(splits.train, "file_based", False) and transform.get("input_size"):
+        for part in (splits.train, splits.test, splits.val):
+            if part is not None:
+                part.size = int(transform["input_size"])
     n = len(splits.train)
     g = np.random.default_rng(split_seed)
     if splits.val is None and val_size:
@@ -479,3 +543,5 @@ def _mix_seed(*parts: int) -> int:
 def epoch_generator(seed: int, epoch: int, salt: int) -> torch.Generator:
     """A CPU generator determined by ``(seed, epoch, salt)``."""
     return torch.Generator().manual_seed(_mix_seed(seed, epoch, salt))
+
+from . import loader  # noqa: E402,F401  (registers the file-based datasets)

@@ -39,6 +39,18 @@ def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict:
     return out
 
 
+def domain_rmse(pred: torch.Tensor, y: torch.Tensor, domain: torch.Tensor) -> dict:
+    """C-Mixup's out-of-distribution statistic: the RMSE of each test domain, averaged over domains
+    (``rmse_domain_avg``) and the largest (``rmse_domain_worst``)."""
+    pred = pred.double().view_as(y)
+    err2 = (pred - y.double()).pow(2).reshape(len(y), -1).mean(1)
+    domain = torch.as_tensor(domain).reshape(-1)
+    if domain.numel() != len(y):
+        raise ValueError(f"domain has {domain.numel()} entries for {len(y)} test samples")
+    per = torch.stack([err2[domain == d].mean().sqrt() for d in torch.unique(domain)])
+    return {"rmse_domain_avg": per.mean().item(), "rmse_domain_worst": per.max().item()}
+
+
 def with_temperature(test_logits, test_y, val_logits, val_y, n_bins=15) -> dict:
     t = cal.fit_temperature(val_logits, val_y)
     out = {"temperature": t}

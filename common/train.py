@@ -40,11 +40,28 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _no_decay(model, n: str, p, t: dict) -> bool:
+    """Is parameter ``n`` excluded from weight decay (``train.no_weight_decay``)?
+    null: ndim <= 1 under adam/adamw only; "ndim": ndim <= 1 for every optimizer; "timm": ndim <= 1
+    plus the model's ``no_weight_decay()`` names (pos_embed, cls_token, ...); "none": decay all."""
+    mode = t.get("no_weight_decay")
+    if mode is None:
+        return p.ndim <= 1 and t["optimizer"] in ("adamw", "adam")
+    if mode == "none":
+        return False
+    if p.ndim <= 1:
+        return True
+    if mode == "timm":
+        names = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+        return n in names or n.endswith(".bias")
+    return False
+
+
 def make_optimizer(model, t: dict):
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if (p.ndim <= 1 and t["optimizer"] in ("adamw", "adam")) else decay).append(p)
+            (no_decay if _no_decay(model, n, p, t) else decay).append(p)
     groups = [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
     if t["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"], nesterov=t["nesterov"] and t["momentum"] > 0)
@@ -54,13 +71,21 @@ def make_optimizer(model, t: dict):
     return torch.optim.Adam(groups, lr=t["lr"], betas=betas)
 
 
+def total_epochs(t: dict) -> int:
+    """Epochs trained: ``train.epochs`` plus ``train.cooldown_epochs`` at ``min_lr`` (timm's convention)."""
+    return int(t["epochs"]) + int(t.get("cooldown_epochs") or 0)
+
+
 def lr_factor(step: int, steps_per_epoch: int, t: dict) -> float:
-    """Multiplier of the base lr at ``step``: linear warmup, then constant / step / cosine."""
+    """Multiplier of the base lr at ``step``: linear warmup, then constant / step / cosine
+    (the rule of every run that leaves ``warmup_lr`` unset and ``lr_per`` at "step")."""
     total = t["epochs"] * steps_per_epoch
     warm = int(round(t["warmup_epochs"] * steps_per_epoch))
     if warm and step < warm:
         return (step + 1) / warm
     if t["schedule"] == "cosine":
+        if step >= total:  # cool-down epochs
+            return 0.0
         prog = (step - warm) / max(1, total - warm)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, prog)))
     if t["schedule"] == "step":
@@ -69,9 +94,47 @@ def lr_factor(step: int, steps_per_epoch: int, t: dict) -> float:
     return 1.0
 
 
-def set_lr(opt, base_lr: float, factor: float) -> None:
+def timm_lr(t_now: int, t_initial: int, warmup_t: int, base: float, warmup_lr: float, min_lr: float) -> float:
+    """timm's ``CosineLRScheduler`` (one cycle, no warmup prefix) at time ``t_now``: linear warmup from
+    ``warmup_lr`` over ``warmup_t``, cosine from ``base`` to ``min_lr`` over ``t_initial`` (counted
+    from 0, warmup included), then ``min_lr`` (cool-down)."""
+    if t_now < warmup_t:
+        return warmup_lr + t_now * (base - warmup_lr) / warmup_t
+    if t_now >= t_initial:
+        return min_lr
+    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * t_now / t_initial))
+
+
+def lr_at(step: int, steps_per_epoch: int, t: dict) -> float:
+    """Learning rate of optimisation step ``step``.
+
+    Default (``warmup_lr`` null, ``lr_per`` "step", ``min_lr`` 0): ``lr * lr_factor``. Otherwise the
+    timm rule: per step (Swin/MixPro: time = step) or per epoch (DeiT/TransMix, ``t_in_epochs``:
+    time = epoch), warmup from ``warmup_lr``, cosine floor ``min_lr``, cool-down at ``min_lr``."""
+    base = t["lr"]
+    warmup_lr, min_lr, per = t.get("warmup_lr"), float(t.get("min_lr") or 0.0), t.get("lr_per") or "step"
+    if warmup_lr is None and per == "step":
+        if min_lr and t["schedule"] == "cosine":
+            warm = int(round(t["warmup_epochs"] * steps_per_epoch))
+            if not (warm and step < warm):
+                return min_lr + (base - min_lr) * lr_factor(step, steps_per_epoch, t)
+        return base * lr_factor(step, steps_per_epoch, t)
+    if per == "epoch":
+        now, t_initial, warm = step // steps_per_epoch, int(t["epochs"]), int(round(t["warmup_epochs"]))
+    else:
+        now, t_initial = step, int(t["epochs"]) * steps_per_epoch
+        warm = int(round(t["warmup_epochs"] * steps_per_epoch))
+    w_lr = base if warmup_lr is None else float(warmup_lr)
+    if t["schedule"] == "cosine":
+        return timm_lr(now, t_initial, warm, base, w_lr, min_lr)
+    if now < warm:
+        return w_lr + now * (base - w_lr) / warm
+    return base * lr_factor(step, steps_per_epoch, {**t, "warmup_epochs": 0})
+
+
+def set_lr(opt, lr: float) -> None:
     for g in opt.param_groups:
-        g["lr"] = base_lr * factor
+        g["lr"] = lr
 
 
 def seed_everything(seed: int) -> None:
@@ -223,6 +286,25 @@ def _remove_if_empty(out_dir: Path, created: list[Path]) -> None:
         pass
 
 
+def build_ema(model, spec: dict | None):
+    """timm's ``ModelEmaV3`` (``ModelEmaV2`` on older timm) for ``train.ema = {decay, warmup, every}``:
+    after every ``every``-th step, ema = decay * ema + (1 - decay) * param (``warmup``: timm's
+    decay warm-up from the step count)."""
+    if not spec:
+        return None
+    from timm.utils import model_ema
+
+    decay = float(spec["decay"])
+    if hasattr(model_ema, "ModelEmaV3"):
+        ema = model_ema.ModelEmaV3(model, decay=decay, use_warmup=bool(spec.get("warmup", False)))
+    else:  # pragma: no cover - timm < 1.0
+        ema = model_ema.ModelEmaV2(model, decay=decay)
+    ema.use_warmup = bool(spec.get("warmup", False))
+    ema.every = int(spec.get("every", 1) or 1)
+    ema.module.eval()
+    return ema
+
+
 # --------------------------------------------------------------------------- main loop
 def deterministic_algorithms() -> None:
     """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of
@@ -268,11 +350,18 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
         return BatchTransform(splits.mean, splits.std, aug.get("pad", 0), aug.get("flip", False), device, channels_last)
 
     bs = t["batch_size"]
-    train_loader = Loader(splits.train, bs, make_transform(True), shuffle=True, drop_last=t["drop_last"],
-                          seed=seed, device=device, train=True)
     eval_bs = cfg["eval"]["batch_size"]
-    test_loader = Loader(splits.test, eval_bs, make_transform(False), device=device)
-    val_loader = Loader(splits.val, eval_bs, make_transform(False), device=device) if splits.val is not None else None
+    if getattr(splits.train, "file_based", False) or (splits.is_image and cfg["dataset"].get("transform")):
+        # image files, or a per-sample transform: DataLoader workers
+        from .loader import build_file_loaders
+
+        train_loader, test_loader, val_loader = build_file_loaders(splits, cfg, make_transform, device, rank, world,
+                                                                   channels_last)
+    else:
+        train_loader = Loader(splits.train, bs, make_transform(True), shuffle=t.get("shuffle", True),
+                              drop_last=t["drop_last"], seed=seed, device=device, train=True)
+        test_loader = Loader(splits.test, eval_bs, make_transform(False), device=device)
+        val_loader = Loader(splits.val, eval_bs, make_transform(False), device=device) if splits.val is not None else None
     fetch_tf = make_transform(True)
 
     def fetch(indices, generator=None):
@@ -292,11 +381,16 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(model, t)
-    use_amp = bool(t["amp"]) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    use_amp = bool(t["amp"]) and device.type == "cuda"  # CPU stays fp32 (exact CPU tests)
+    amp_dtype = getattr(torch, t.get("amp_dtype") or "float16")
+    autocast_kw = {"dtype": amp_dtype} if use_amp else {}
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)  # bf16 needs none
+    ema = build_ema(model, t.get("ema"))
+    select = t["select"]
 
     steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * t["epochs"]
+    n_epochs = total_epochs(t)
+    total_steps = steps_per_epoch * n_epochs
     history: list[dict] = []
     start_epoch, best = 0, None
     train_time, train_cpu = 0.0, 0.0  # epoch-loop wall and process-CPU seconds
@@ -308,6 +402,8 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             scaler.load_state_dict(ckpt["scaler"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
             history, start_epoch, best = ckpt["history"], ckpt["epoch"] + 1, ckpt.get("best")
             train_time, train_cpu = ckpt.get("train_time", 0.0), ckpt.get("train_cpu", 0.0)
             log(f"resumed from {ckpt_path} at epoch {start_epoch}")
@@ -318,7 +414,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
     images_seen = 0
     epoch_time_total = 0.0
 
-    for epoch in range(start_epoch, t["epochs"]):
+    for epoch in range(start_epoch, n_epochs):
         torch.manual_seed(_mix_seed(seed, epoch, 0x70C4))  # dropout, drop-path: keyed by epoch
         gen = epoch_generator(seed, epoch, 0x3A11)
         train_model.train()
@@ -329,12 +425,12 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
         if interactive and rank == 0:
             from tqdm import tqdm
 
-            it = tqdm(it, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{t['epochs']}", leave=False)
+            it = tqdm(it, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{n_epochs}", leave=False)
         for b, batch in enumerate(it):
             step = epoch * steps_per_epoch + b
-            set_lr(opt, t["lr"], lr_factor(step, steps_per_epoch, t))
+            set_lr(opt, lr_at(step, steps_per_epoch, t))
             state = TrainState(epoch, step, steps_per_epoch, total_steps, gen, ctx)
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, enabled=use_amp, **autocast_kw):
                 out = method.step(train_model, batch, state)
             loss = out.loss
             if not torch.isfinite(loss.detach()):
@@ -347,6 +443,8 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad_norm"])
             scaler.step(opt)
             scaler.update()
+            if ema is not None and (step + 1) % ema.every == 0:
+                ema.update(model, step=step + 1) if ema.use_warmup else ema.update(model)
             n_steps += 1
             images_seen += batch.x.shape[0]
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
@@ -359,23 +457,34 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_secs": round(epoch_secs, 3)}
         row.update({f"train_{k}": v / max(1, n_steps) for k, v in sums.items()})
         row.update({f"train_{k}": v for k, v in method.epoch_end(state).items()} if n_steps else {})
-        if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == t["epochs"]:
+        if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == n_epochs:
             row.update(_quick_eval(model, test_loader, task, "test"))
+            if ema is not None:
+                row.update({f"{k}_ema": v for k, v in _quick_eval(ema.module, test_loader, task, "test").items()})
             if val_loader is not None:
                 row.update(_quick_eval(model, val_loader, task, "val"))
-            if t["select"] == "best_val" and val_loader is not None:
+            if select == "best_val" and val_loader is not None:
                 key = "val_rmse" if task == "regression" else "val_loss"
                 if best is None or row[key] <= best["score"]:  # ties go to the later epoch (C-Mixup)
                     best = {"score": row[key], "epoch": epoch + 1,
+                            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            elif select == "best_val_acc" and val_loader is not None:
+                key = "val_rmse" if task == "regression" else "val_top1"
+                score = -row[key] if task == "regression" else row[key]
+                if best is None or score > best["score"]:  # strictly better: ties keep the earlier epoch
+                    best = {"score": score, "epoch": epoch + 1,
                             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         history.append(row)
         if rank == 0:
             log(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}))
             atomic_write_text(out_dir / "epochs.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-            save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                       "scaler": scaler.state_dict(), "history": history, "epoch": epoch,
-                                       "best": best, "run_config": cfg, "train_time": train_time,
-                                       "train_cpu": train_cpu})
+            state_dict = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scaler": scaler.state_dict(), "history": history, "epoch": epoch,
+                          "best": best, "run_config": cfg, "train_time": train_time,
+                          "train_cpu": train_cpu}
+            if ema is not None:
+                state_dict["ema"] = ema.state_dict()
+            save_checkpoint(ckpt_dir, state_dict)
         if world > 1:
             torch.distributed.barrier()
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
@@ -383,16 +492,17 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
             return None
 
     # ---------------------------------------------------------------- final evaluation
-    if t["select"] == "best_val" and best is not None:
+    if select in ("best_val", "best_val_acc") and best is not None:
         model.load_state_dict(best["model"])
     metrics = final_metrics(model, cfg, task, test_loader, val_loader, splits)
+    ema_metrics = final_metrics(ema.module, cfg, task, test_loader, val_loader, splits) if ema is not None else None
     if rank != 0:
         return metrics
     result = {
         "run_id": out_dir.name,
         "task": task,
         "test": metrics,
-        "selected_epoch": best["epoch"] if (t["select"] == "best_val" and best) else t["epochs"],
+        "selected_epoch": best["epoch"] if (select in ("best_val", "best_val_acc") and best) else n_epochs,
         "best_epoch_test": _best_epoch(history, task),
         "last_epoch": history[-1] if history else {},
         "train_images_per_sec": images_seen / epoch_time_total if epoch_time_total > 0 else None,
@@ -407,6 +517,8 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
                               "test": len(splits.test)},
         },
     }
+    if ema_metrics is not None:
+        result["test_ema"] = ema_metrics
     write_metrics(out_dir / "metrics.json", result, ckpt_dir)
     if world > 1:
         torch.distributed.destroy_process_group()
@@ -436,6 +548,9 @@ def final_metrics(model, cfg, task, test_loader, val_loader, splits) -> dict:
     out, y = ev.predict(model, test_loader)
     if task == "regression":
         m = ev.regression_metrics(out, y)
+        domain = getattr(splits.test, "domain", None)
+        if domain is not None:  # test order is the split's order (eval loaders never shuffle)
+            m.update(ev.domain_rmse(out, y, domain))
         if val_loader is not None:
             vo, vy = ev.predict(model, val_loader)
             m.update({f"val_{k}": v for k, v in ev.regression_metrics(vo, vy).items()})

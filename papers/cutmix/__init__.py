@@ -1,2 +1,2 @@
-"""CutMix (Yun et al., ICCV 2019): the method, PyramidNet, and the cifar100 / imagenet datasets."""
-from . import datasets, method, pyramidnet  # noqa: F401  (registers "cutmix", "pyramidnet", "cifar100", "imagenet")
+"""CutMix (Yun et al., ICCV 2019): the method and PyramidNet (its datasets cifar100 / imagenet are in common/)."""
+from . import method, pyramidnet  # noqa: F401  (registers "cutmix", "pyramidnet")

@@ -1,3 +1,3 @@
 """RankMixup (Noh et al., ICCV 2023): ranking-based mixup for calibration, its baselines
-(label smoothing, focal loss), the paper's ResNets and datasets, calibration tables and plots."""
-from . import baselines, data, method, models  # noqa: F401  (registrations)
+(label smoothing, focal loss), the paper's ResNets, calibration tables and plots."""
+from . import baselines, method, models  # noqa: F401  (registrations)
