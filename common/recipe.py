@@ -77,8 +77,10 @@ def same(a, b) -> bool:
 
 
 def matches(cfg: dict, match: dict | None) -> bool:
+    """``cfg`` has every ``match`` value (a key that is not set counts as null)."""
     for key, want in (match or {}).items():
         have = get_dotted(cfg, key)
+        have = None if have is MISSING else have
         options = want["one_of"] if isinstance(want, dict) and "one_of" in want else [want]
         if not any(same(have, w) for w in options):
             return False
@@ -123,6 +125,12 @@ def rows(setting: dict, runs: dict[str, dict]) -> list[dict]:
     return out
 
 
+def claim_applies(claim: dict, runs: dict[str, dict]) -> bool:
+    """True when ``runs`` hold both arms of the claim (after its ``match``)."""
+    names = {cfg["method"]["name"] for cfg in runs.values() if matches(cfg, claim.get("match"))}
+    return claim["method"] in names and claim["baseline"] in names
+
+
 def claim_statistic_problems(paper: str, rec: dict, exp: dict, runs: dict[str, dict]) -> list[str]:
     """Claims evaluated at the paper scale must use the statistic of the settings they compare."""
     problems = []
@@ -133,9 +141,7 @@ def claim_statistic_problems(paper: str, rec: dict, exp: dict, runs: dict[str, d
         for s in rec["settings"]:
             if "statistic" not in s:
                 continue
-            hit = [cfg for cfg in setting_runs(s, runs).values()
-                   if matches(cfg, c.get("match")) and cfg["method"]["name"] in (c["method"], c["baseline"])]
-            if hit and stat != s["statistic"]["value"]:
+            if claim_applies(c, setting_runs(s, runs)) and stat != s["statistic"]["value"]:
                 problems.append(f"{paper}: claim {c['id']!r} uses statistic {stat!r} at the paper scale but setting "
                                 f"{s['id']!r} reports {s['statistic']['value']!r} ({s['statistic']['source']})")
     return problems
@@ -200,9 +206,7 @@ def card(paper: str, rec: dict, runs: dict[str, dict], exp: dict) -> str:
                      f"{', '.join(map(str, seeds))}.")
         if "statistic" in s:
             claims = [c["id"] for c in exp.get("claims") or []
-                      if (not c.get("scales") or "paper" in c["scales"])
-                      and any(matches(cfg, c.get("match")) and cfg["method"]["name"] == c["method"]
-                              for cfg in covered.values())]
+                      if (not c.get("scales") or "paper" in c["scales"]) and claim_applies(c, covered)]
             lines.append(f"Reported statistic: `{s['statistic']['value']}` ({s['statistic']['source']})"
                          + (f"; claims: {', '.join(f'`{c}`' for c in claims)}." if claims else "."))
         lines += ["", "| key | applies to | ours | official | source | status |", "|---|---|---|---|---|---|"]
