@@ -128,7 +128,11 @@ def rows(setting: dict, runs: dict[str, dict]) -> list[dict]:
 def claim_applies(claim: dict, runs: dict[str, dict]) -> bool:
     """True when ``runs`` hold both arms of the claim (after its ``match``)."""
     names = {cfg["method"]["name"] for cfg in runs.values() if matches(cfg, claim.get("match"))}
-    return claim["method"] in names and claim["baseline"] in names
+
+    def present(arm: str) -> bool:  # a method name, or a label "name(param=value,...)" of one variant
+        return arm in names or any(arm.startswith(n + "(") for n in names)
+
+    return present(claim["method"]) and present(claim["baseline"])
 
 
 def claim_statistic_problems(paper: str, rec: dict, exp: dict, runs: dict[str, dict]) -> list[str]:
@@ -211,7 +215,7 @@ def card(paper: str, rec: dict, runs: dict[str, dict], exp: dict) -> str:
                          + (f"; claims: {', '.join(f'`{c}`' for c in claims)}." if claims else "."))
         lines += ["", "| key | applies to | ours | official | source | status |", "|---|---|---|---|---|---|"]
         for r in rows(s, runs):
-            when = ", ".join(f"{k}={fmt(v['one_of'] if isinstance(v, dict) else v)}" for k, v in (r["when"] or {}).items())
+            when = ", ".join(f"{k}={fmt(v['one_of'] if isinstance(v, dict) and 'one_of' in v else v)}" for k, v in (r["when"] or {}).items())
             src = r["source"] + ("" if r["verified"] else " *(not verified)*")
             ours = " / ".join(fmt(v) for v in r["ours"]) or "–"
             lines.append(f"| `{r['key']}` | {_cell(when or 'all')} | {_cell(ours)} | {_cell(fmt(r['official']))} | "
