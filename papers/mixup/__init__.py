@@ -1,1 +1,2 @@
 from . import method  # noqa: F401  (registers "mixup" and "manifold_mixup")
+from . import models  # noqa: F401  (registers "preact_resnet18")
