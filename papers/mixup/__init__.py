@@ -1,1 +1,2 @@
 from . import method  # noqa: F401  (registers "mixup" and "manifold_mixup")
+from . import timm_reference  # noqa: F401  (registers "timm_mixup": timm.data.Mixup as a reference)
