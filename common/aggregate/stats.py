@@ -274,7 +274,9 @@ def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str
                 "seeds_needed": needed, "method_values": " ".join(repr(x) for x in a),
                 "baseline_values": " ".join(repr(x) for x in b),
             })
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    out = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    out["seeds_needed"] = out["seeds_needed"].astype("Int64")
+    return out
 
 
 # --------------------------------------------------------------------------- cross-method matrix
