@@ -75,7 +75,11 @@ def test_summary_refuses_to_leave_papers_out(tmp_path):
     agg.main(["summary", "--scale", "cpu", "--claims", str(claims), *outs, "--allow-subset",
               "--out-format", str(tmp_path / "aggregate_format.txt")])
     assert (tmp_path / "aggregate_format.txt").read_text() == f"{agg.AGGREGATE_FORMAT}\n"
-    assert "Verdicts: none" in (tmp_path / "md").read_text()
+    md = (tmp_path / "md").read_text()
+    assert "Verdicts: none" in md and "_Partial summary: not included (not aggregated in this invocation): c_mixup, " in md
+    # quick results are not committed: a paper subset writes a partial summary that says so
+    assert agg.main(["summary", "--scale", "quick", "--claims", str(claims), *outs]) == 0
+    assert "Partial summary" in (tmp_path / "md").read_text()
 
 
 def test_a_missing_claims_table_is_a_message_and_exit_1(tmp_path, capsys):

@@ -124,3 +124,21 @@ def test_current_code_keeps_every_committed_claim_number(plan):
         pd.testing.assert_frame_equal(rebuilt[same], committed[same], check_dtype=False, obj=p)
         assert list(rebuilt["outcome"]) == [v.split(" —")[0] for v in committed["verdict"]], p
         assert all(v.startswith(o) for v, o in zip(rebuilt["verdict"], rebuilt["outcome"]))
+
+
+def test_the_summary_builds_from_every_papers_committed_claims_tables(plan, tmp_path, monkeypatch):
+    """A subset run passes the other papers' committed (possibly older-format) claims tables: the summary
+    then counts every committed claim, with the committed verdicts."""
+    import re
+
+    from common.aggregate.cli import main
+
+    monkeypatch.chdir(ROOT)
+    runs, _, papers = plan
+    out = {k: tmp_path / k for k in ("md", "csv", "tex", "matrix", "matrix-csv")}
+    assert main(["summary", "--scale", SCALE, "--claims", *[str(RES / "tables" / f"{p}_claims.csv") for p in papers],
+                 "--runs", *_metrics(sorted(runs)), *[a for k, f in out.items() for a in (f"--out-{k}", str(f))],
+                 "--out-forest", str(tmp_path / "forest.png")]) == 0
+    counts = lambda text: re.search(r"^Verdicts: (.*)$", text, re.M).group(1)  # noqa: E731
+    assert counts(out["md"].read_text()) == counts((RES / "summary.md").read_text())
+    assert (tmp_path / "forest.png").exists() and (tmp_path / "forest.pdf").exists()

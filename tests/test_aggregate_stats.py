@@ -103,12 +103,26 @@ def test_seeds_needed_is_the_first_n_whose_mde_reaches_the_effect():
 
 
 def test_verdict_says_why_it_is_inconclusive():
-    assert agg.stats.verdict_text("inconclusive", "top1", 3.9, 1.0, 17) == (
-        "inconclusive — underpowered: detects ≥ 3.90 points, paper effect 1.00; 17 seeds per arm would resolve it")
-    assert agg.stats.verdict_text("inconclusive", "ece", 0.05, -0.02, 30).startswith(
+    assert agg.stats.verdict_text("inconclusive", "top1", 3.9, 1.0) == (
+        "inconclusive — underpowered: detects ≥ 3.90 points, paper effect 1.00")
+    assert agg.stats.verdict_text("inconclusive", "ece", 0.05, -0.02) == (
         "inconclusive — underpowered: detects ≥ 5.00 points, paper effect 2.00")  # fractions shown in percent
-    assert agg.stats.verdict_text("inconclusive", "top1", 0.5, 1.0, 2).endswith("smaller than the paper's")
-    assert agg.stats.verdict_text("reproduced", "top1", 3.9, 1.0, 17) == "reproduced"
+    assert agg.stats.verdict_text("inconclusive", "top1", 0.5, 1.0).endswith("smaller than the paper's")
+    assert agg.stats.verdict_text("reproduced", "top1", 3.9, 1.0) == "reproduced"
+
+
+def test_tables_show_the_detectable_effect_and_the_seeds_the_papers_effect_needs(tmp_path):
+    paths = [_run(tmp_path, m, s, [v]) for m, vals in (("erm", (50.0, 52.0, 51.0)), ("mixup", (51.0, 53.0, 52.5)))
+             for s, v in enumerate(vals)]
+    exp = {"paper": "p", "claims": [{"id": "c", "text": "mixup beats ERM (paper: 4.0 vs 4.5 top-1 error)",
+                                     "metric": "top1", "method": "mixup", "baseline": "erm"}]}
+    r = agg.claims_table(agg.load_runs(paths), exp, NO_REPORTED, "cpu").iloc[0]
+    sd = pw.pooled_sd([51.0, 53.0, 52.5], [50.0, 52.0, 51.0])
+    assert r["mde"] == pytest.approx(pw.mde(sd, 3, 3)) and r["reported_effect"] == pytest.approx(0.5)
+    assert r["seeds_needed"] == pw.seeds_needed(0.5, sd) and r["outcome"] == "inconclusive"
+    assert r["verdict"] == f"inconclusive — underpowered: detects ≥ {r['mde']:.2f} points, paper effect 0.50"
+    line = agg.claims_markdown(agg.pd.DataFrame([r])).splitlines()[-1]
+    assert f"| ≥ {r['mde']:.2f}; paper's 0.50 needs {r['seeds_needed']} seeds/arm |" in line
 
 
 def test_paper_effect_in_the_claims_units():

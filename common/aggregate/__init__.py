@@ -1,7 +1,8 @@
 """Tables, figures, the cross-paper summary and README sections, built from runs' metrics.json.
 
 Called by the workflow's aggregate rules (``python -m common.aggregate <table|figures|summary|readmes>``,
-see :mod:`.cli`). Modules: :mod:`.runs` (loading), :mod:`.stats` (seed statistics, verdicts, matrix),
+see :mod:`.cli`). Modules: :mod:`.runs` (loading), :mod:`.stats` (claim statistics, verdicts, matrix,
+calibration view), :mod:`.power` (detectable effect, seeds needed), :mod:`.validate` (plan-time claim checks),
 :mod:`.render` (Markdown/LaTeX), :mod:`.templates` (the generated files' prose), :mod:`.figures`,
 :mod:`.lambdas` (attention/area lambda plots a paper's figure hook uses).
 """

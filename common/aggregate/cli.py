@@ -70,29 +70,33 @@ def read_claims(paths) -> pd.DataFrame:
     return ct.astype(object).where(pd.notna(ct), None)
 
 
-def check_all_papers(claims: list, scale: str, root: Path = ROOT) -> None:
-    """A summary covers every paper with claims at ``scale``: a paper subset must not shrink it."""
+#: scales whose aggregates are committed: their summary must cover every paper (a paper subset run must
+#: not shrink it); at other scales a subset summary is written with a note naming the papers left out
+COMMITTED_SCALES = ("cpu",)
+
+
+def papers_left_out(claims: list, scale: str, root: Path = ROOT) -> list[str]:
+    """Papers with claims at ``scale`` whose ``<paper>_claims.csv`` is not among ``claims``."""
     given = {Path(p).name[: -len("_claims.csv")] for p in claims if Path(p).name.endswith("_claims.csv")}
     want = []
     for paper, path in discover_papers(root).items():
         exp = load_experiments(path)
         if scale in exp["scales"] and any(not c.get("scales") or scale in c["scales"] for c in exp.get("claims") or []):
             want.append(paper)
-    lacking = sorted(set(want) - given)
-    if lacking:
-        raise SystemExit(f"error: the {scale} summary would leave out {', '.join(lacking)}: pass every paper's "
-                         f"results/{scale}/tables/<paper>_claims.csv to --claims (committed or rebuilt), or "
-                         f"--allow-subset for a partial summary outside results/")
+    return sorted(set(want) - given)
 
 
 def summary(a) -> None:
-    if not a.allow_subset:
-        check_all_papers(a.claims, a.scale)
+    lacking = papers_left_out(a.claims, a.scale)
+    if lacking and a.scale in COMMITTED_SCALES and not a.allow_subset:
+        raise SystemExit(f"error: the {a.scale} summary would leave out {', '.join(lacking)}: pass every paper's "
+                         f"results/{a.scale}/tables/<paper>_claims.csv to --claims (committed or rebuilt), or "
+                         f"--allow-subset for a partial summary outside results/")
     ct = read_claims(a.claims)
     counts = ct["outcome"].value_counts().to_dict() if not ct.empty else {}
     atomic_write_text(a.out_md, templates.SUMMARY.format(
         scale=a.scale, counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none",
-        claims=claims_markdown(ct)))
+        claims=claims_markdown(ct)) + (templates.SUBSET.format(papers=", ".join(lacking)) if lacking else ""))
     atomic_write_text(a.out_csv, ct.to_csv(index=False))
     atomic_write_text(a.out_tex, summary_tex(ct) if not ct.empty else "% no claims\n")
     mx = matrix(load_runs(a.runs), time_references(ROOT, a.scale))
@@ -177,7 +181,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-format", default=None,
                    help="file recording the aggregation format version the outputs were built with")
     s.add_argument("--allow-subset", action="store_true",
-                   help="accept --claims that leave out papers with claims at this scale (not for results/)")
+                   help="at a committed scale (cpu), accept --claims that leave out papers with claims "
+                        "(a partial summary, noted as such; not for results/)")
     r = sub.add_parser("readmes", help="write the tables between the READMEs' generated markers")
     r.add_argument("--scale", required=True)
     r.add_argument("tables", nargs="*")

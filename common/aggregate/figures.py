@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .render import header, statistic_name
-from .stats import claims_table, long_table, shown
+from .stats import PERCENT, claims_table, long_table, shown
 
 OUTCOME_COLORS = {"reproduced": "#2a9d8f", "not reproduced at this scale": "#c44e52", "inconclusive": "#4c72b0"}
 
@@ -112,26 +112,24 @@ def claim_figures(ct: pd.DataFrame, scale: str, out_dir: Path) -> None:
         save_fig(claim_figure(r, scale), out_dir, f"claim_{r['claim']}_{r['setting']}")
 
 
-def forest_plot(ct: pd.DataFrame, scale: str, out_png: Path):
-    """Every claim in one figure, grouped by paper: our difference (method - baseline, signed so that
-    right = the claimed direction, in the metric's displayed units) with its 95% CI, the paper's
-    difference beside it, and the difference the seeds could detect (80% power) shaded around zero."""
-    plt = style()
-    rows = [r for _, r in ct.iterrows()]
-    n = len(rows) + len({r["paper"] for r in rows})
-    fig, ax = plt.subplots(figsize=(8.0, 0.32 * n + 1.4), layout="constrained")
-    y, ticks, labels, heads, prev = 0, [], [], set(), None
+def unit_family(metric: str) -> str:
+    """Claims whose differences share an axis: percentage points (accuracies, calibration errors in percent,
+    MAPE) or the metric's own units."""
+    return "percentage points" if metric in PERCENT or metric.startswith(("top", "occ_")) or metric == "mape" \
+        else metric
+
+
+def _forest_rows(ax, rows: list) -> None:
+    y, ticks, labels, heads, prev = 0, [], [], [], None
     for r in rows:
         if r["paper"] != prev:
             ticks.append(y)
             labels.append(r["paper"])
-            heads.add(len(labels) - 1)
+            heads.append(len(labels) - 1)
             y -= 1
             prev = r["paper"]
         m = r["metric"]
-        hib = r["higher_is_better"] in (True, "True")
-        sign = 1 if hib else -1
-        delta = sign * shown(m, _num(r["delta"]))
+        sign = 1 if r["higher_is_better"] in (True, "True") else -1
         lo, hi = sorted((sign * shown(m, _num(r["ci_low"])), sign * shown(m, _num(r["ci_high"]))))
         mde = shown(m, _num(r.get("mde")))
         if not math.isnan(mde):
@@ -139,22 +137,36 @@ def forest_plot(ct: pd.DataFrame, scale: str, out_png: Path):
         color = OUTCOME_COLORS.get(str(r.get("outcome") or r["verdict"]).split(" —")[0].split(" (")[0], "#4c72b0")
         if not math.isnan(lo):
             ax.plot([lo, hi], [y, y], color=color, lw=1.5)
-        ax.plot([delta], [y], "o", color=color, ms=5)
+        ax.plot([sign * shown(m, _num(r["delta"]))], [y], "o", color=color, ms=5)
         eff = _num(r.get("reported_effect"))
         if not math.isnan(eff):
             ax.plot([sign * shown(m, eff)], [y + 0.25], "D", color="#dd8452", ms=4)
-        unit = header(m)
         ticks.append(y)
-        labels.append(f"{r['claim']} ({r['dataset']}, {unit})")
+        labels.append(f"{r['claim']} ({r['dataset']}, {header(m)})")
         y -= 1
     ax.axvline(0, color="k", lw=0.7)
     ax.set_yticks(ticks, labels, fontsize=6)
-    for i, t in enumerate(ax.get_yticklabels()):
-        if i in heads:
-            t.set_fontweight("bold")
-            t.set_fontsize(8)
+    for i in heads:
+        ax.get_yticklabels()[i].set_fontweight("bold")
+        ax.get_yticklabels()[i].set_fontsize(8)
     ax.set_ylim(y + 0.5, 0.8)
-    ax.set_xlabel("method − baseline, signed so that right = the claimed direction (metric's own units)", fontsize=8)
+
+
+def forest_plot(ct: pd.DataFrame, scale: str, out_png: Path):
+    """Every claim in one figure, grouped by paper, one panel per unit (:func:`unit_family`): our difference
+    (method - baseline, signed so that right = the claimed direction) with its 95% CI, the paper's difference
+    beside it, and the difference the seeds could detect with 80% power shaded around zero."""
+    plt = style()
+    rows = [r for _, r in ct.iterrows()]
+    families: dict[str, list] = {}
+    for r in rows:
+        families.setdefault(unit_family(r["metric"]), []).append(r)
+    sizes = [len(rs) + len({r["paper"] for r in rs}) for rs in families.values()] or [1]
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(8.0, 0.3 * sum(sizes) + 1.2 * len(sizes) + 0.6),
+                             height_ratios=sizes, layout="constrained", squeeze=False)
+    for ax, (family, rs) in zip(axes[:, 0], families.items()):
+        _forest_rows(ax, rs)
+        ax.set_xlabel(f"method − baseline ({family}); right = the claimed direction", fontsize=8)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 

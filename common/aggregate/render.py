@@ -82,6 +82,18 @@ def statistic_name(r) -> str:
     return STATISTICS.get(stat, stat)
 
 
+def detectable_cell(r, mde, d: int) -> str:
+    """``≥ MDE`` and, when the paper's effect is known, the seeds per arm that would resolve it."""
+    if mde is None or pd.isna(mde):
+        return "–"
+    s = f"≥ {mde:.{d}f}"
+    eff, n = r.get("reported_effect"), r.get("seeds_needed")
+    if eff is not None and not pd.isna(eff):
+        need = f"{int(n)} seeds/arm" if n is not None and not pd.isna(n) else "> 1000 seeds/arm"
+        s += f"; paper's {abs(shown(r['metric'], float(eff))):.{d}f} needs {need}"
+    return s
+
+
 def claims_markdown(ct: pd.DataFrame) -> str:
     """One row per claim and setting: the paper's figures, ours (with the statistic used), the difference
     with its interval, the smallest difference the seeds could detect, and the verdict with its reason."""
@@ -92,7 +104,7 @@ def claims_markdown(ct: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for _, r in ct.iterrows():
         m, d, v, ci = claim_display(r)
-        det = f"≥ {v['mde']:.{d}f}" if v["mde"] is not None and not pd.isna(v["mde"]) else "–"
+        det = detectable_cell(r, v["mde"], d)
         lines.append(
             f"| {r['text']} | {reported_cell(r)} | {r['dataset']}/{r['model']} ({header(m)}) | {statistic_name(r)} | "
             f"`{r['method']}` {fmt(v['method_mean'], v['method_std'], digits=d)} (n={r['n_method']}) | "

@@ -125,8 +125,9 @@ def verdict(delta, lo, hi, higher_is_better: bool) -> str:
     return "inconclusive"
 
 
-def verdict_text(outcome: str, metric: str, mde: float, effect: float | None, n_needed: int | None) -> str:
-    """The verdict with its reason: what the test could detect against the paper's own effect."""
+def verdict_text(outcome: str, metric: str, mde: float, effect: float | None) -> str:
+    """The verdict with its reason: what the test could detect against the paper's own effect (the seeds that
+    would resolve that effect are in the ``seeds_needed`` column)."""
     if outcome != "inconclusive" or mde is None or math.isnan(mde):
         return outcome
     d = 4 if metric in ("nll", "ts_nll", "rmse", "mse", "mae") else 2
@@ -134,10 +135,9 @@ def verdict_text(outcome: str, metric: str, mde: float, effect: float | None, n_
     detects = f"detects ≥ {shown(metric, mde):.{d}f}{unit}"
     if effect is None or math.isnan(effect):
         return f"inconclusive — {detects}; no paper effect in these units to compare"
-    seeds = f"{n_needed} seeds per arm would" if n_needed else "more than 1000 seeds per arm would"
     paper = f"paper effect {shown(metric, abs(effect)):.{d}f}"
     if abs(effect) < mde:
-        return f"inconclusive — underpowered: {detects}, {paper}; {seeds} resolve it"
+        return f"inconclusive — underpowered: {detects}, {paper}"
     return f"inconclusive — {detects}, {paper}: our difference is smaller than the paper's"
 
 
@@ -269,12 +269,14 @@ def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str
                 "n_method": len(a), "baseline": c["baseline"], "baseline_mean": mb,
                 "baseline_std": sb if len(b) > 1 else None, "n_baseline": len(b),
                 "delta": delta, "ci_low": lo, "ci_high": hi,
-                "verdict": verdict_text(outcome, c["metric"], mde, effect, needed), **rep,
+                "verdict": verdict_text(outcome, c["metric"], mde, effect), **rep,
                 "statistic": stat, "outcome": outcome, "mde": mde, "reported_effect": effect,
                 "seeds_needed": needed, "method_values": " ".join(repr(x) for x in a),
                 "baseline_values": " ".join(repr(x) for x in b),
             })
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    out = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    out["seeds_needed"] = out["seeds_needed"].astype("Int64")
+    return out
 
 
 # --------------------------------------------------------------------------- cross-method matrix

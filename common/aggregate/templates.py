@@ -20,6 +20,8 @@ SUMMARY = (
     "Paper figures marked UNVERIFIED could not be read in the paper itself.\n\n"
     "Verdicts: {counts}\n\n{claims}")
 
+SUBSET = "\n_Partial summary: not included (not aggregated in this invocation): {papers}._\n"
+
 MATRIX = "# Cross-method matrix — `{scale}` scale\n\n{body}"
 
 #: what each kind of training time in the matrix means (column ``time_clock``)

@@ -7,7 +7,7 @@ confidence and accuracy are count-weighted, so the pooled diagram is that of all
 of all seeds together. The panel title carries the mean ECE over seeds (in %, ``test.ece``).
 
     from papers.rankmixup.plots import reliability_diagram, figures
-    reliability_diagram(paths, "figures/cpu/rankmixup/reliability.png")
+    reliability_diagram(paths, "figures/cpu/rankmixup/reliability.png")  # metrics.json paths or run dicts
     figures(paths, "figures/cpu/rankmixup")            # the hook the workflow calls
 """
 from __future__ import annotations
@@ -16,17 +16,13 @@ import json
 import math
 from pathlib import Path
 
+from common.aggregate.runs import load_runs, matches
+from common.aggregate.stats import group_by
+
 #: preferred panel order; other methods follow alphabetically
 METHOD_ORDER = ("erm", "label_smoothing", "focal", "mixup", "rankmixup_mrl", "rankmixup_mndcg")
 LABELS = {"erm": "CE", "label_smoothing": "LS", "focal": "FL", "mixup": "Mixup",
           "rankmixup_mrl": "RankMixup (MRL)", "rankmixup_mndcg": "RankMixup (M-NDCG)"}
-
-
-def _load(p) -> dict:
-    """A metrics.json path, its parsed dict, or a run dict of common.aggregate (``{"metrics": ...}``)."""
-    if isinstance(p, dict):
-        return p["metrics"] if "metrics" in p and "test" not in p else p
-    return json.loads(Path(p).read_text())
 
 
 def pool_reliability(bins_list: list[dict]) -> dict:
@@ -61,39 +57,25 @@ def pooled_ece(bins: dict) -> float:
     return sum(c / n * abs(a - f) for c, a, f in zip(bins["count"], bins["acc"], bins["conf"]) if c)
 
 
+def _runs(paths) -> list[dict]:
+    """Run dicts of ``common.aggregate`` from metrics.json paths, or the run dicts themselves."""
+    paths = list(paths)
+    if paths and all(isinstance(p, dict) and "config" in p for p in paths):
+        return paths
+    return load_runs(paths)
+
+
 def _group(paths, match: dict | None = None) -> dict:
     """{(setting label, method): [metrics dict, ...]} for classification runs with reliability bins."""
-    groups: dict = {}
-    seen = set()
-    for p in paths:
-        m = _load(p)
-        test = m.get("test", {})
-        if m.get("task") != "classification" or "reliability" not in test:
-            continue
-        cfg = m.get("provenance", {}).get("config", {})
-        rid = m.get("run_id") or (str(p) if not isinstance(p, dict) else str(id(p)))
-        ident = (rid, json.dumps(cfg, sort_keys=True, default=str))  # a shared run listed twice counts once
-        if ident in seen:
-            continue
-        seen.add(ident)
-        if match and any(_dotted(cfg, k) != v for k, v in match.items()):
-            continue
-        ds, model = cfg.get("dataset", {}), cfg.get("model", {})
-        setting = f"{ds.get('name')} ({ds.get('train_size') or 'full'} train), {model.get('name')}"
-        meth = cfg.get("method", {})
+    def key(r):
+        ds, model, meth = r["config"]["dataset"], r["config"]["model"], r["config"]["method"]
         params = {k: v for k, v in meth.items() if k != "name"}
-        method = meth.get("name", "?") + (" " + json.dumps(params, sort_keys=True) if params else "")
-        groups.setdefault((setting, method), []).append(m)
-    return groups
+        return (f"{ds.get('name')} ({ds.get('train_size') or 'full'} train), {model.get('name')}",
+                meth.get("name", "?") + (" " + json.dumps(params, sort_keys=True) if params else ""))
 
-
-def _dotted(cfg: dict, key: str):
-    cur = cfg
-    for part in key.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
+    runs = [r for r in _runs(paths) if r["task"] == "classification" and "reliability" in r["metrics"].get("test", {})
+            and matches(r, match)]
+    return {k: [r["metrics"] for r in rs] for k, rs in group_by(runs, key).items()}
 
 
 def _method_sort_key(method: str):
