@@ -45,7 +45,8 @@ def _read_cifar100_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", image_size=32, split_sizes={"train": 50000, "test": 10000},
+                  required_files=["cifar100/cifar-100-python/train", "cifar100/cifar-100-python/test"])
 def load_cifar100(root=None, download=None) -> DatasetSplits:
     """CIFAR-100 (fine labels) from ``<root>/cifar100/cifar-100-python/``."""
     base = data_root(root) / "cifar100"
@@ -176,7 +177,8 @@ def _image_folder(split_dir: Path, classes: list[str] | None = None) -> tuple[li
     return files, np.asarray(labels, np.int64), classes
 
 
-@register_dataset("imagenet")
+@register_dataset("imagenet", split_sizes={"train": 1281167, "test": 50000},
+                  required_files=["imagenet/train/", "imagenet/val/"])
 def load_imagenet(root=None, download=None, image_size: int = 224, resize: int = 256,
                   workers: int | None = None) -> DatasetSplits:
     """ImageNet-1k in ImageFolder layout ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``, decoded

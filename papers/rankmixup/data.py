@@ -73,7 +73,8 @@ def _decode(entries, wnids, read_bytes, size: int = 64):
     return x, y
 
 
-@register_dataset("tiny_imagenet")
+@register_dataset("tiny_imagenet", image_size=64, split_sizes={"train": 100000, "test": 10000},
+                  required_files=[("tiny_imagenet/tiny-imagenet-200/", "tiny_imagenet/tiny-imagenet-200.zip")])
 def load_tiny_imagenet(root=None, download=None) -> DatasetSplits:
     """Tiny-ImageNet-200: 100000 train images (the validation split is carved from them by
     ``dataset.val_size``) and the official 10000 ``val`` images as the test split."""

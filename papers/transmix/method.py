@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import torch
 
 from common.attention import ClassTokenAttention, attention_share, fallback_warning
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import (ConfigError, Method, MixInfo, StepOutput, check_bool, check_choice, check_range,
+                            register_method)
 from common.mixing import Box, box_lambda, mix_inputs, paste_box, sample_box, sample_lambda
 
 TOKEN_MASK_RULES = ("topleft", "center", "area")
@@ -78,8 +79,7 @@ class DeiTMixParams:
         check_range("method", "cutmix_alpha", self.cutmix_alpha, 0.0)
         check_range("method", "switch_prob", self.switch_prob, 0.0, 1.0)
         check_range("method", "prob", self.prob, 0.0, 1.0)
-        if not isinstance(self.correct_lam, bool):
-            raise ValueError(f"correct_lam must be true or false, got {self.correct_lam!r}")
+        check_bool("method", "correct_lam", self.correct_lam)
 
 
 class DeiTMixer:
@@ -166,6 +166,7 @@ class DeiTMix(Method):
 
     Params = DeiTMixParams
     tasks = ("classification",)
+    pairs_within_batch = True
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
@@ -227,8 +228,7 @@ class TransMixParams(DeiTMixParams):
     def __post_init__(self):
         super().__post_init__()
         check_range("method", "area_weight", self.area_weight, 0.0, 1.0)
-        if self.token_mask not in TOKEN_MASK_RULES:
-            raise ValueError(f"token_mask must be one of {TOKEN_MASK_RULES}, got {self.token_mask!r}")
+        check_choice("method", "token_mask", self.token_mask, TOKEN_MASK_RULES)
 
 
 @register_method("transmix")
