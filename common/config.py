@@ -22,9 +22,11 @@ identical run requested by two papers is trained once; the id is
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 
@@ -36,25 +38,27 @@ from .registry import did_you_mean
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 SCALES = ("quick", "cpu", "paper")
 
-DEFAULTS: dict = {
-    "seed": 0,
-    "dataset": {"name": "digits", "root": None, "download": False, "train_size": None, "val_size": 0,
-                "split_seed": 0, "test_size": None, "transform": None,
-                "loader": {"workers": None, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 2}},
-    "model": {"name": "resnet8"},
-    "method": {"name": "erm"},
-    "train": {
-        "epochs": 10, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
-        "weight_decay": 5e-4, "schedule": "cosine", "milestones": [], "gamma": 0.1, "warmup_epochs": 0,
-        "label_smoothing": 0.0, "clip_grad_norm": None, "select": "last", "drop_last": False,
-        "augment": {}, "channels_last": False, "amp": False, "num_threads": None, "eval_every": 1,
-        "repeated_aug": 1, "ema": None, "amp_dtype": "float16", "warmup_lr": None, "min_lr": 0.0,
-        "cooldown_epochs": 0, "lr_per": "step", "no_weight_decay": None, "shuffle": True,
-    },
-    "eval": {"batch_size": 500, "calibration_bins": 15, "temperature_scaling": True,
-             "occlusion": {"sizes": [0.25, 0.5], "modes": ["center", "random"]}},
-    "resources": {"gpus": 0, "nodes": 1, "mem_mb": 4000, "runtime_min": 60, "cpus": 1},
-}
+
+@functools.lru_cache(maxsize=None)
+def _load_schema(name: str) -> dict:
+    return json.loads((SCHEMA_DIR / name).read_text())
+
+
+def schema_defaults(node: dict):
+    """The default config a schema describes: a node's ``default``, else (for an object) the
+    defaults of its properties that have one. Keys without a default (``dataset.options``,
+    ``train.betas``, ``resources.slurm_partition``) are absent unless a config sets them."""
+    if "default" in node:
+        return copy.deepcopy(node["default"])
+    return {k: schema_defaults(sub) for k, sub in node.get("properties", {}).items() if _has_default(sub)}
+
+
+def _has_default(node: dict) -> bool:
+    return "default" in node or any(_has_default(sub) for sub in node.get("properties", {}).values())
+
+
+#: The run config's defaults; the schema ``common/schemas/run.schema.json`` is their one source.
+DEFAULTS: dict = schema_defaults(_load_schema("run.schema.json"))
 
 IDENTITY_EXCLUDE = ("resources",)
 #: keys of the run's environment, not of its result (dropped from the identity)
@@ -106,8 +110,28 @@ def set_dotted(d: dict, key: str, value) -> dict:
 
 
 # --------------------------------------------------------------------------- validation
-def _load_schema(name: str) -> dict:
-    return json.loads((SCHEMA_DIR / name).read_text())
+def _strict_validator(schema: dict):
+    """A Draft 2020-12 validator whose ``integer`` excludes ``15.0`` and ``true`` and whose
+    ``number`` excludes ``true``, NaN and infinities."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+
+    def is_int(_, x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def is_number(_, x) -> bool:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            return False
+        return isinstance(x, int) or math.isfinite(x)
+
+    checker = base.TYPE_CHECKER.redefine_many({"integer": is_int, "number": is_number})
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name: str):
+    return _strict_validator(_load_schema(name))
 
 
 def _schema_error(err, where: str) -> ConfigError:
@@ -121,14 +145,17 @@ def _schema_error(err, where: str) -> ConfigError:
     for kw in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "enum", "type"):
         if kw in err.schema:
             rng += f" {kw}={err.schema[kw]}"
-    return ConfigError(f"{where}: key {path!r}: {err.message} (allowed:{rng.strip() and ' ' + rng.strip()})")
+    msg = err.message
+    x = err.instance
+    if err.validator == "type" and isinstance(x, float) and not math.isfinite(x):
+        msg = f"{x!r} is not a finite number"
+    elif err.validator == "type" and isinstance(x, float) and x.is_integer() and "integer" in str(err.validator_value):
+        msg = f"{x!r} is not an integer (write {int(x)})"
+    return ConfigError(f"{where}: key {path!r}: {msg} (allowed:{rng.strip() and ' ' + rng.strip()})")
 
 
 def validate(obj: dict, schema_name: str, where: str) -> None:
-    import jsonschema
-
-    schema = _load_schema(schema_name)
-    v = jsonschema.Draft202012Validator(schema)
+    v = _validator(schema_name)
     # shallowest first; at equal depth an unknown key (which gets a did-you-mean) before the rest
     errors = sorted(v.iter_errors(obj), key=lambda e: (len(list(e.absolute_path)),
                                                       e.validator != "additionalProperties", str(e.message)))
@@ -136,57 +163,118 @@ def validate(obj: dict, schema_name: str, where: str) -> None:
         raise _schema_error(errors[0], where)
 
 
+_VALIDATED: set[str] = set()  # digests of run configs that passed validate_run_config
+
+
+def _config_digest(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=repr).encode()).hexdigest()
+
+
 def validate_run_config(cfg: dict, where: str = "run config") -> None:
-    """Schema check plus the semantic checks a schema cannot express; the method's own params
-    are checked by its ``Params`` dataclass."""
+    """Validate a resolved run config once: the schema, the cross-key rules a schema cannot
+    express, the method's ``Params`` and ``check_run_config`` and the dataset/model names and
+    keyword arguments. A config equal to one that passed before returns at once, so ``plan``,
+    ``main`` and ``train`` can each call this without repeating the work."""
+    digest = _config_digest(cfg)
+    if digest in _VALIDATED:
+        return
     validate(cfg, "run.schema.json", where)
-    t = cfg["train"]
+    t, d = cfg["train"], cfg["dataset"]
     if t["schedule"] == "step" and not t["milestones"]:
         raise ConfigError(f"{where}: train.schedule='step' needs train.milestones (epochs at which lr *= gamma)")
     if any(m < 0 or m > t["epochs"] for m in t["milestones"]):
         raise ConfigError(f"{where}: train.milestones {t['milestones']} must lie in [0, train.epochs={t['epochs']}]")
     if t["warmup_epochs"] >= max(1, t["epochs"]) and t["warmup_epochs"] > 0:
         raise ConfigError(f"{where}: train.warmup_epochs={t['warmup_epochs']} must be < train.epochs={t['epochs']}")
-    from .registry import load_plugins
+    tf = d.get("transform") or {}
+    for key in ("scale", "ratio"):
+        if key in tf and tf[key][0] > tf[key][1]:
+            raise ConfigError(f"{where}: key 'dataset.transform.{key}'={tf[key]}: the lower bound exceeds the upper")
 
-    load_plugins()  # the paper packages register their datasets and fill _HAS_VAL
-
-    if t["select"] == "best_val" and not cfg["dataset"].get("val_size") and cfg["dataset"]["name"] not in _HAS_VAL:
-        raise ConfigError(f"{where}: train.select='best_val' needs a validation split (dataset.val_size > 0)")
-    # the method's Params validate names and ranges
-    from .methods import METHODS, LossTerm, build_params
-
-    spec = dict(cfg["method"])
-    parts = str(spec.pop("name")).split("+")
-    for i, part in enumerate(parts):
-        cls = _lookup(METHODS, part, where, "method.name")
-        if i == 0:
-            rest = {k: v for k, v in spec.items() if k not in parts[1:]}
-            if issubclass(cls, LossTerm):
-                raise ConfigError(f"{where}: {part!r} is a loss term; write e.g. 'mixup+{part}'")
-            build_params(cls.Params, rest, f"{where}: method {part!r}")
-        else:
-            if not issubclass(cls, LossTerm):
-                raise ConfigError(f"{where}: {part!r} is a method, not a loss term; only loss terms may follow '+'")
-            build_params(cls.Params, spec.get(part, {}), f"{where}: method term {part!r}")
-    from .data import DATASETS
+    from .data import DATASETS, dataset_info
+    from .methods import build_params, parse_method_spec
     from .models import MODELS
+    from .registry import RegistryError
 
-    dname = cfg["dataset"]["name"]
+    dname = d["name"]
     dfactory = _lookup(DATASETS, dname, where, "dataset.name")  # unknown: lists the known names
-    options = cfg["dataset"].get("options") or {}
+    info = dataset_info(dname)
+    if t["select"] in ("best_val", "best_val_acc") and not d.get("val_size") and not info.has_val:
+        raise ConfigError(f"{where}: train.select={t['select']!r} needs a validation split (dataset.val_size > 0)")
+    if t["select"] == "best_val_acc" and info.task != "classification":
+        raise ConfigError(f"{where}: train.select='best_val_acc' needs a classification dataset; "
+                          f"{dname!r} is {info.task}")
+    options = d.get("options") or {}
     _check_kwargs(dfactory, options, where, "dataset.options", skip=("root", "download"))
+
+    # the method: names, then the Params dataclasses (names and ranges)
+    try:
+        ms = parse_method_spec(cfg["method"], f"{where}: method")
+    except RegistryError as e:
+        raise ConfigError(f"{where}: key 'method.name': {e}") from None
+    if info.task not in ms.base.tasks:
+        raise ConfigError(f"{where}: method {ms.base_name!r} does not support the {info.task} dataset {dname!r} "
+                          f"(supports: {', '.join(ms.base.tasks)})")
+    params = build_params(ms.base.Params, ms.params, f"{where}: method {ms.base_name!r}")
+    for tname, tcls, tvals in ms.terms:
+        build_params(tcls.Params, tvals, f"{where}: method term {tname!r}")
+        if info.task not in tcls.tasks:
+            raise ConfigError(f"{where}: loss term {tname!r} does not support the {info.task} dataset {dname!r}")
+    if ms.base.pairs_within_batch and t["batch_size"] < 2:
+        raise ConfigError(f"{where}: key 'train.batch_size'={t['batch_size']}: method {ms.base_name!r} mixes each "
+                          f"sample with another of its batch, which needs batch_size >= 2")
+
+    # the model, and the image geometry both sides can be checked against
     mname = cfg["model"]["name"]
-    if not mname.startswith("timm:"):
+    mkw = {k: v for k, v in cfg["model"].items() if k != "name"}
+    size = tf.get("input_size") or options.get("image_size", _default(dfactory, "image_size")) or info.image_size
+    patch = mkw.get("patch_size")
+    if mname.startswith("timm:"):
+        m = re.search(r"patch(\d+)", mname)
+        patch = patch if patch is not None else (int(m.group(1)) if m else None)
+    else:
         mfactory = _lookup(MODELS, mname, where, "model.name")
-        mkw = {k: v for k, v in cfg["model"].items() if k != "name"}
         _check_kwargs(mfactory, mkw, where, "model", skip=("num_classes", "input_shape"))
         patch = mkw.get("patch_size", _default(mfactory, "patch_size"))
-        size = options.get("image_size", _default(dfactory, "image_size")) or getattr(dfactory, "image_size", None)
         if isinstance(patch, int) and isinstance(size, int) and patch > 0 and size % patch:
-            divisors = [d for d in range(1, size + 1) if size % d == 0]
+            divisors = [k for k in range(1, size + 1) if size % k == 0]
             raise ConfigError(f"{where}: key 'model.patch_size'={patch} does not divide the {dname!r} image size "
                               f"{size} (allowed: a divisor of {size}: {', '.join(map(str, divisors))})")
+    static = {"params": params}
+    if isinstance(size, int):
+        static["image_size"] = size
+    if isinstance(patch, int):
+        static["patch_size"] = patch
+    ms.base.check_run_config(cfg, static, where)
+    _check_split_sizes(cfg, info, options, where)
+    _VALIDATED.add(digest)
+
+
+def _check_split_sizes(cfg: dict, info, options: dict, where: str) -> None:
+    """dataset.train_size/val_size/test_size and a drop_last batch against the split sizes, when
+    they are known before loading (declared at registration, or fixed by dataset.train_size)."""
+    d, t = cfg["dataset"], cfg["train"]
+    sizes = info.split_sizes(options) if callable(info.split_sizes) else info.split_sizes
+    n_train = None
+    if sizes:
+        n_train, n_test = sizes["train"], sizes["test"]
+        val_size = d.get("val_size") or 0
+        if val_size and not info.has_val:
+            if val_size >= n_train:
+                raise ConfigError(f"{where}: key 'dataset.val_size'={val_size} must be smaller than the "
+                                  f"{n_train} training samples of {d['name']!r}")
+            n_train -= val_size
+        if d.get("train_size") and d["train_size"] > n_train:
+            raise ConfigError(f"{where}: key 'dataset.train_size'={d['train_size']} exceeds the {n_train} training "
+                              f"samples of {d['name']!r}" + (f" left after dataset.val_size={val_size}" if val_size else ""))
+        if d.get("test_size") and d["test_size"] > n_test:
+            raise ConfigError(f"{where}: key 'dataset.test_size'={d['test_size']} exceeds the {n_test} test samples "
+                              f"of {d['name']!r}")
+    if d.get("train_size"):
+        n_train = d["train_size"]
+    if n_train is not None and t["drop_last"] and t["batch_size"] > n_train:
+        raise ConfigError(f"{where}: key 'train.batch_size'={t['batch_size']} exceeds the {n_train} training samples "
+                          f"and train.drop_last is true: an epoch would have 0 steps")
 
 
 def _lookup(registry, name: str, where: str, key: str):
@@ -229,16 +317,33 @@ def _check_kwargs(factory, kwargs: dict, where: str, prefix: str, skip=()) -> No
                               f"Allowed keys: {', '.join(names) or '(none)'}")
 
 
-_HAS_VAL: set[str] = set()  # datasets that ship their own validation split (registered by papers)
+def _fill_defaults(value, node: dict):
+    """Inside mappings a config gives where the default is null (``train.ema: {decay: ...}``),
+    add the schema defaults of the keys it leaves out, so one setting has one spelling."""
+    if not isinstance(value, dict):
+        return
+    for k, sub in node.get("properties", {}).items():
+        if k in value:
+            _fill_defaults(value[k], sub)
+        elif "default" in sub:
+            value[k] = copy.deepcopy(sub["default"])
+
+
+def _fill_given_blocks(cfg: dict, node: dict) -> None:
+    for k, sub in node.get("properties", {}).items():
+        if k not in cfg:
+            continue
+        if sub.get("default", 0) is None and isinstance(cfg[k], dict):
+            _fill_defaults(cfg[k], sub)
+        elif isinstance(cfg[k], dict):
+            _fill_given_blocks(cfg[k], sub)
 
 
 def resolve(*layers: dict) -> dict:
     cfg = copy.deepcopy(DEFAULTS)
     for layer in layers:
         cfg = deep_merge(cfg, layer or {})
-    ema = cfg.get("train", {}).get("ema") if isinstance(cfg.get("train"), dict) else None
-    if isinstance(ema, dict):  # one spelling per EMA setting, so equal settings share one run id
-        cfg["train"]["ema"] = {"warmup": False, "every": 1, **ema}
+    _fill_given_blocks(cfg, _load_schema("run.schema.json"))
     return cfg
 
 
@@ -280,20 +385,97 @@ def run_id(cfg: dict) -> str:
     ])
 
 
-# --------------------------------------------------------------------------- grids
-def load_yaml(path) -> dict:
+# --------------------------------------------------------------------------- YAML
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects duplicate keys and reads ``1e6``, ``5e-4``, ``-1E3`` as
+    floats (YAML 1.1 wants a dot and a signed exponent, so SafeLoader reads them as strings)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: SafeConstructor reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text -> Python data with :class:`StrictLoader`; errors name ``where`` and the line."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = e.problem or str(e)
+        if "duplicate key" in str(problem):
+            raise ConfigError(f"{where}:{line} {problem}") from None
+        raise ConfigError(f"{where}: not valid YAML:{line} {problem} ({e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {e}") from None
+
+
+def read_text_utf8(path) -> str:
+    """The file's text; a non-UTF-8 file is a ConfigError naming the file and the byte offset."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: byte 0x{raw[e.start]:02x} at byte offset {e.start} "
+                          f"cannot be decoded (save the file as UTF-8)") from None
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    data = parse_yaml(read_text_utf8(path), str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
 
 
+def load_config_file(path) -> dict:
+    """A run config file, ``.json`` or YAML, read with the same rules (UTF-8, no duplicate keys)."""
+    path = Path(path)
+    if path.suffix != ".json":
+        return load_yaml(path)
+
+    def no_duplicates(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ConfigError(f"{path}: duplicate key {k!r}")
+            seen.add(k)
+        return dict(pairs)
+
+    try:
+        data = json.loads(read_text_utf8(path), object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+# --------------------------------------------------------------------------- grids
 def expand_grid(exp: dict, scale: str, where: str) -> list[dict]:
     """All resolved run configs of one paper at one scale (validated)."""
     if scale not in SCALES:
@@ -363,11 +545,37 @@ def plan(scale: str, root=".", only: list[str] | None = None) -> tuple[dict[str,
     return runs, by_paper
 
 
+def validate_all(root=".") -> None:
+    """Expand and validate every scale's grid of every paper (a typo in a scale that is not being
+    run fails too); raises the first ConfigError, naming the file and the grid entry."""
+    for path in discover_papers(root).values():
+        exp = load_experiments(path)
+        for scale in SCALES:
+            expand_grid(exp, scale, str(path))
+
+
 def apply_overrides(cfg: dict, items: list[str]) -> dict:
-    """``["train.epochs=2", "method=mixup"]`` -> merged config (values parsed as YAML)."""
+    """``["train.epochs=2", "method=mixup"]`` -> merged config (values parsed as YAML).
+
+    Each override is checked as it is applied: when the config was valid before it and is not
+    after it, the ConfigError names the override (``--set train.lr=abc: key 'train.lr': ...``)."""
+    valid_so_far = _valid(cfg) if items else False
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like KEY=VALUE (e.g. train.epochs=2)")
+            raise ConfigError(f"--set {item}: an override must look like KEY=VALUE (e.g. train.epochs=2)")
         key, val = item.split("=", 1)
-        cfg = set_dotted(cfg, key.strip(), yaml.safe_load(val))
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {item}: {key!r} is not a dotted key like train.epochs")
+        cfg = set_dotted(cfg, key, parse_yaml(val, f"--set {item}: value"))
+        if valid_so_far:
+            validate_run_config(resolve(cfg), f"--set {item}")
     return cfg
+
+
+def _valid(cfg: dict) -> bool:
+    try:
+        validate_run_config(resolve(cfg))
+    except (ConfigError, KeyError, TypeError):
+        return False
+    return True

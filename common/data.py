@@ -73,8 +73,65 @@ class DatasetSplits:
         return tuple(self.train.x.shape[1:])
 
 
-def register_dataset(name: str):
-    return DATASETS.register(name)
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset before loading it (declared by :func:`register_dataset`)."""
+
+    name: str
+    task: str = "classification"  # or "regression"
+    has_val: bool = False  # ships its own validation split (dataset.val_size is not needed)
+    image_size: int | None = None  # static image side (e.g. to check a ViT patch size before any job)
+    #: files needed under the data root; an entry is a path or a tuple of alternatives (any one
+    #: suffices); a trailing "/" means a directory, "*" globs
+    required_files: tuple = ()
+    #: {"train": n, "test": n} before dataset.val_size/train_size are carved, or a function of
+    #: dataset.options giving it; None when only loading tells
+    split_sizes: dict | Callable[[dict], dict] | None = None
+
+
+DATASET_INFO: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, *, task: str = "classification", has_val: bool = False, image_size: int | None = None,
+                     required_files=None, split_sizes=None):
+    """Decorator registering a loader ``f(root=None, download=None, **options) -> DatasetSplits``
+    under ``name``, with what is known about the dataset before loading (:class:`DatasetInfo`)."""
+    if task not in ("classification", "regression"):
+        raise ValueError(f"register_dataset({name!r}): task must be 'classification' or 'regression', got {task!r}")
+    info = DatasetInfo(name, task, has_val, image_size, tuple(required_files or ()), split_sizes)
+
+    def deco(fn):
+        DATASETS.register(name)(fn)
+        DATASET_INFO[name] = info
+        return fn
+
+    return deco
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registered :class:`DatasetInfo` (an unknown name raises RegistryError listing the known ones)."""
+    DATASETS.get(name)
+    return DATASET_INFO[name]
+
+
+def missing_files(dataset_cfg: dict) -> list[str]:
+    """The files ``dataset_cfg`` (a run config's ``dataset`` block) needs under its data root that
+    are absent, as paths ("a or b" where either would do); [] when nothing is missing or the
+    dataset needs no files. Downloads are not considered: a caller that allows them may ignore this."""
+    info = dataset_info(dataset_cfg["name"])
+    root = data_root(dataset_cfg.get("root"))
+    missing = []
+    for entry in info.required_files:
+        alternatives = (entry,) if isinstance(entry, str) else tuple(entry)
+        if not any(_present(root, a) for a in alternatives):
+            missing.append(" or ".join(str(root / a) + ("/" if a.endswith("/") else "") for a in alternatives))
+    return missing
+
+
+def _present(root: Path, pattern: str) -> bool:
+    want_dir = pattern.endswith("/")
+    paths = list(root.glob(pattern.rstrip("/"))) if "*" in pattern else [root / pattern.rstrip("/")]
+    return any(p.is_dir() if want_dir else p.is_file() for p in paths)
 
 
 # --------------------------------------------------------------------------- paths
@@ -144,7 +201,7 @@ def check_labels(name: str, y: torch.Tensor, num_classes: int, split: str) -> No
 
 
 # --------------------------------------------------------------------------- digits
-@register_dataset("digits")
+@register_dataset("digits", image_size=8, split_sizes={"train": 1297, "test": 500})
 def load_digits(root=None, download=None) -> DatasetSplits:
     """scikit-learn's bundled 8x8 digits (1797 images): needs no files; the ``quick`` default.
     Fixed stratified split: 1297 train / 500 test (seed 0), pixel values 0-16 scaled to 0-255."""
@@ -165,8 +222,6 @@ def load_digits(root=None, download=None) -> DatasetSplits:
         num_classes=10, mean=(0.3,), std=(0.38,), augment={"pad": 1, "flip": False},
     )
 
-
-load_digits.image_size = 8  # static image side, so configs are checked (e.g. ViT patch size) before any job
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -201,12 +256,21 @@ def _cifar_from_pickles(folder: Path):
     return xtr, ytr, xte, yte
 
 
-def _imagefolder_arrays(names: list[str], read: Callable[[str], bytes], split: str, classes: list[str]):
+def _imagefolder_arrays(names: list[str], read: Callable[[str], bytes], split: str, classes: list[str],
+                        source: str = "the ImageFolder source"):
     """Decode ``split/<class>/<file>`` entries (sorted by file name = official order)."""
     from io import BytesIO
 
     from PIL import Image
 
+    found = {p[-2] for p in (n.strip("/").split("/") for n in names if not n.endswith("/"))
+             if len(p) >= 3 and p[-3] == split}
+    absent = [c for c in classes if c not in found]
+    if absent:
+        extra = sorted(found - set(classes))
+        raise DataError(f"{source}: expected {len(classes)} class folders under '{split}/', found "
+                        f"{len(classes) - len(absent)} of them; missing: {', '.join(absent)}"
+                        + (f"; unexpected: {', '.join(extra)}" if extra else ""))
     entries = []
     for n in names:
         parts = n.strip("/").split("/")
@@ -243,8 +307,8 @@ def _cifar_from_zip(path: Path):
     with zf:
         names = zf.namelist()
         try:
-            xtr, ytr = _imagefolder_arrays(names, zf.read, "train", CIFAR10_CLASSES)
-            xte, yte = _imagefolder_arrays(names, zf.read, "test", CIFAR10_CLASSES)
+            xtr, ytr = _imagefolder_arrays(names, zf.read, "train", CIFAR10_CLASSES, f"CIFAR-10 archive {path}")
+            xte, yte = _imagefolder_arrays(names, zf.read, "test", CIFAR10_CLASSES, f"CIFAR-10 archive {path}")
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise DataError(f"CIFAR-10 archive {path} is corrupt or truncated: {e}") from None
     return xtr, ytr, xte, yte
@@ -253,12 +317,13 @@ def _cifar_from_zip(path: Path):
 def _cifar_from_dir(folder: Path):
     names = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
     read = lambda n: (folder / n).read_bytes()  # noqa: E731
-    xtr, ytr = _imagefolder_arrays(names, read, "train", CIFAR10_CLASSES)
-    xte, yte = _imagefolder_arrays(names, read, "test", CIFAR10_CLASSES)
+    xtr, ytr = _imagefolder_arrays(names, read, "train", CIFAR10_CLASSES, f"CIFAR-10 folder {folder}")
+    xte, yte = _imagefolder_arrays(names, read, "test", CIFAR10_CLASSES, f"CIFAR-10 folder {folder}")
     return xtr, ytr, xte, yte
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", image_size=32, split_sizes={"train": 50000, "test": 10000},
+                  required_files=[("cifar10/cifar-10-batches-py/", "cifar10/*.zip", "cifar10/train/")])
 def load_cifar10(root=None, download=None) -> DatasetSplits:
     """CIFAR-10 from ``<root>/cifar10/``: the official python batches
     (``cifar-10-batches-py/``, as torchvision downloads them), an ImageFolder directory
@@ -314,8 +379,6 @@ def load_cifar10(root=None, download=None) -> DatasetSplits:
     return splits
 
 
-load_cifar10.image_size = 32
-
 
 # --------------------------------------------------------------------------- CIFAR-100
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
@@ -337,7 +400,8 @@ def _read_cifar100_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", image_size=32, split_sizes={"train": 50000, "test": 10000},
+                  required_files=["cifar100/cifar-100-python/train", "cifar100/cifar-100-python/test"])
 def load_cifar100(root=None, download=None) -> DatasetSplits:
     """CIFAR-100 (fine labels) from the official python batches ``<root>/cifar100/cifar-100-python/
     {train,test}`` (what ``torchvision.datasets.CIFAR100`` downloads), decoded once into the uint8
@@ -375,7 +439,9 @@ def load_cifar100(root=None, download=None) -> DatasetSplits:
 
 
 # --------------------------------------------------------------------------- MNIST
-@register_dataset("mnist")
+@register_dataset("mnist", image_size=28, split_sizes={"train": 60000, "test": 10000},
+                  required_files=[f"mnist/MNIST/raw/{f}-ubyte" for f in ("train-images-idx3", "train-labels-idx1",
+                                                                        "t10k-images-idx3", "t10k-labels-idx1")])
 def load_mnist(root=None, download=None) -> DatasetSplits:
     """MNIST in torchvision's raw layout: ``<root>/mnist/MNIST/raw/*-ubyte``."""
     import torchvision
@@ -400,11 +466,9 @@ def load_mnist(root=None, download=None) -> DatasetSplits:
     return splits
 
 
-load_mnist.image_size = 28
-
 
 # --------------------------------------------------------------------------- random (for paper-scale smoke tests)
-@register_dataset("random")
+@register_dataset("random", split_sizes=lambda o: {"train": o.get("n_train", 64), "test": o.get("n_test", 32)})
 def load_random(root=None, download=None, num_classes: int = 10, image_size: int = 32, channels: int = 3,
                 n_train: int = 64, n_test: int = 32) -> DatasetSplits:
     """Random uint8 images: lets a paper-scale config build its model and run a few steps anywhere."""
@@ -418,10 +482,12 @@ def load_random(root=None, download=None, num_classes: int = 10, image_size: int
 
 
 # --------------------------------------------------------------------------- preparation
-def prepare_splits(spec: dict) -> DatasetSplits:
+def prepare_splits(spec: dict, train_cfg: dict | None = None) -> DatasetSplits:
     """Load ``spec['name']`` and carve ``train_size`` / ``val_size`` from the training split
     (class-balanced for classification, fixed by ``split_seed`` so every method sees the same
-    images). File-based splits take ``dataset.transform.input_size`` as their image size."""
+    images). File-based splits take ``dataset.transform.input_size`` as their image size. With the
+    run's ``train`` block, a ``drop_last`` batch larger than the training split (0 steps per epoch)
+    is rejected."""
     spec = dict(spec)
     transform = spec.get("transform") or {}
     name = spec.pop("name")
@@ -451,8 +517,14 @@ def prepare_splits(spec: dict) -> DatasetSplits:
             raise ConfigError(f"dataset.train_size={train_size} exceeds the {len(splits.train)} training samples of {name!r}")
         perm = _balanced_order(splits, g)
         splits.train = splits.train.subset(np.sort(perm[:train_size]))
+    # sizes only loading tells (validate_run_config checks the ones known from the config)
+    if test_size and test_size > len(splits.test):
+        raise ConfigError(f"dataset.test_size={test_size} exceeds the {len(splits.test)} test samples of {name!r}")
     if test_size:
-        splits.test = splits.test.subset(np.arange(min(test_size, len(splits.test))))
+        splits.test = splits.test.subset(np.arange(test_size))
+    if train_cfg and train_cfg.get("drop_last") and train_cfg["batch_size"] > len(splits.train):
+        raise ConfigError(f"train.batch_size={train_cfg['batch_size']} exceeds the {len(splits.train)} training samples "
+                          f"of {name!r} and train.drop_last is true: an epoch would have 0 steps")
     return splits
 
 

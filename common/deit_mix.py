@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .methods import check_range
+from .methods import check_bool, check_range
 from .mixing import Box, box_lambda, mix_inputs, pair_indices, paste_box, sample_box, sample_lambda
 
 
@@ -37,8 +37,7 @@ class DeiTMixParams:
         check_range("method", "cutmix_alpha", self.cutmix_alpha, 0.0)
         check_range("method", "switch_prob", self.switch_prob, 0.0, 1.0)
         check_range("method", "prob", self.prob, 0.0, 1.0)
-        if not isinstance(self.correct_lam, bool):
-            raise ValueError(f"correct_lam must be true or false, got {self.correct_lam!r}")
+        check_bool("method", "correct_lam", self.correct_lam)
 
 
 class DeiTMixer:

@@ -191,7 +191,8 @@ def image_folder(split_dir: Path, classes: list[str] | None = None, what: str = 
     return names, torch.tensor(labels, dtype=torch.long), classes
 
 
-@register_dataset("imagenet")
+@register_dataset("imagenet", split_sizes={"train": 1281167, "test": 50000},
+                  required_files=["imagenet/train/", "imagenet/val/"])
 def load_imagenet(root=None, download=None, image_size: int = 224, resize: int = 256) -> DatasetSplits:
     """ImageNet-1k (ILSVRC-2012) in ImageFolder layout ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``
     (the validation set is the test split, as in the papers). Never downloaded: the licence
@@ -252,7 +253,8 @@ def _tiny_entries(names: list[str], read_text):
     return wnids, train, test
 
 
-@register_dataset("tiny_imagenet")
+@register_dataset("tiny_imagenet", image_size=64, split_sizes={"train": 100000, "test": 10000},
+                  required_files=[("tiny_imagenet/tiny-imagenet-200/", "tiny_imagenet/tiny-imagenet-200.zip")])
 def load_tiny_imagenet(root=None, download=None) -> DatasetSplits:
     """Tiny-ImageNet-200 from ``<root>/tiny_imagenet/tiny-imagenet-200/`` (``wnids.txt``,
     ``train/<wnid>/images/*.JPEG``, ``val/images/*.JPEG`` + ``val/val_annotations.txt``) or the

@@ -21,6 +21,7 @@ did-you-mean suggestion, and ``Params.__post_init__`` checks ranges, naming the 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -113,9 +114,12 @@ def build_params(cls, values: dict | None, where: str):
 
 
 def check_range(where: str, key: str, value, lo=None, hi=None, lo_open=False, hi_open=False):
-    """Raise ConfigError naming ``key`` unless ``lo (<|<=) value (<|<=) hi``."""
+    """Raise ConfigError naming ``key`` unless ``value`` is a finite number with
+    ``lo (<|<=) value (<|<=) hi``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {key}={value!r} is not a finite number")
     bad = (lo is not None and (value <= lo if lo_open else value < lo)) or (
         hi is not None and (value >= hi if hi_open else value > hi)
     )
@@ -128,6 +132,18 @@ def check_range(where: str, key: str, value, lo=None, hi=None, lo_open=False, hi
         )
 
 
+def check_choice(where: str, key: str, value, choices) -> None:
+    """Raise ConfigError naming ``key`` unless ``value`` is one of ``choices``."""
+    if isinstance(value, bool) or value not in tuple(choices):
+        raise ConfigError(f"{where}: {key}={value!r} is not allowed; choose one of {', '.join(map(repr, choices))}")
+
+
+def check_bool(where: str, key: str, value) -> None:
+    """Raise ConfigError naming ``key`` unless ``value`` is ``true`` or ``false``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+
+
 # --------------------------------------------------------------------------- base classes
 class Method:
     """Base class. Subclasses set ``name``, optionally ``Params`` and override ``step``."""
@@ -136,6 +152,15 @@ class Method:
     Params: ClassVar[type] = NoParams
     #: tasks the method supports
     tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")
+    #: True when the method mixes each sample with another of the same batch (needs batch_size >= 2)
+    pairs_within_batch: ClassVar[bool] = False
+
+    @classmethod
+    def check_run_config(cls, cfg: dict, info: dict, where: str) -> None:
+        """Checks of the method's params against the rest of the resolved run config ``cfg``,
+        run by ``validate_run_config`` before any job. ``info["params"]`` is the validated
+        ``Params``; ``info["image_size"]`` (the dataset's) and ``info["patch_size"]`` (the
+        model's) are present when known from the config. Raise :class:`ConfigError` naming the key."""
 
     def __init__(self, params, ctx: RunContext):
         self.p = params
@@ -223,10 +248,24 @@ def register_method(name: str):
     return deco
 
 
-def build_method(spec: dict, ctx: RunContext, where: str = "method") -> Method:
-    """Build ``spec = {"name": "cutmix+dm", <cutmix params>..., "dm": {<dm params>}}``."""
+@dataclass
+class MethodSpec:
+    """A parsed ``method`` block: ``base`` (a Method class) with its param values, then the loss
+    terms ``(name, class, values)`` that follow it in ``"base+term1+term2"``."""
+
+    base_name: str
+    base: type
+    params: dict
+    terms: list
+
+
+def parse_method_spec(spec, where: str = "method") -> MethodSpec:
+    """Split ``{"name": "cutmix+dm", <cutmix params>..., "dm": {<dm params>}}`` into its parts.
+    An unknown name raises :class:`~common.registry.RegistryError` (with did-you-mean)."""
     if isinstance(spec, str):
         spec = {"name": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a method name or a mapping with 'name', got {spec!r}")
     spec = dict(spec)
     if "name" not in spec:
         raise ConfigError(f"{where}: missing key 'name' (one of {', '.join(METHODS.names())})")
@@ -234,17 +273,23 @@ def build_method(spec: dict, ctx: RunContext, where: str = "method") -> Method:
     base_cls = METHODS.get(parts[0])
     if not (isinstance(base_cls, type) and issubclass(base_cls, Method)):
         raise ConfigError(f"{where}: {parts[0]!r} is a loss term; it must follow a method, e.g. 'mixup+{parts[0]}'")
-    term_specs = {}
+    terms = []
     for tname in parts[1:]:
         tcls = METHODS.get(tname)
         if not (isinstance(tcls, type) and issubclass(tcls, LossTerm)):
             raise ConfigError(f"{where}: {tname!r} is a method, not a loss term; only loss terms can follow '+'")
-        term_specs[tname] = (tcls, spec.pop(tname, {}) or {})
-    base = base_cls(build_params(base_cls.Params, spec, f"{where} {parts[0]!r}"), ctx)
-    if not term_specs:
+        terms.append((tname, tcls, spec.pop(tname, {}) or {}))
+    return MethodSpec(parts[0], base_cls, spec, terms)
+
+
+def build_method(spec: dict, ctx: RunContext, where: str = "method") -> Method:
+    """Build ``spec = {"name": "cutmix+dm", <cutmix params>..., "dm": {<dm params>}}``."""
+    ms = parse_method_spec(spec, where)
+    base = ms.base(build_params(ms.base.Params, ms.params, f"{where} {ms.base_name!r}"), ctx)
+    if not ms.terms:
         return base
     terms = []
-    for tname, (tcls, tvals) in term_specs.items():
+    for tname, tcls, tvals in ms.terms:
         if ctx.task not in tcls.tasks:
             raise ConfigError(f"{where}: loss term {tname!r} does not support task {ctx.task!r}")
         terms.append(tcls(build_params(tcls.Params, tvals, f"{where} {tname!r}"), ctx))

@@ -335,7 +335,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
         torch.backends.cudnn.benchmark = False
 
     t0 = time.time()
-    splits = prepare_splits(cfg["dataset"])
+    splits = prepare_splits(cfg["dataset"], cfg["train"])
     task = splits.task
     seed_everything(seed)
     model = build_model(cfg["model"], splits.num_classes, splits.input_shape).to(device)

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import _HAS_VAL
 from common.data import ArrayData, DataError, DatasetSplits, data_root, download_allowed, missing_error, register_dataset
 from common.io import atomic_write_bytes
 from common.methods import ConfigError
@@ -177,7 +176,7 @@ def _fraction_sizes(n: int, train: float, val: float, where: str):
 
 
 # --------------------------------------------------------------------------- diabetes (quick)
-@register_dataset("diabetes")
+@register_dataset("diabetes", task="regression", has_val=True)
 def load_diabetes(root=None, download=None, shuffle_seed: int = 0, train_frac: float = 0.6,
                   val_frac: float = 0.2) -> DatasetSplits:
     """scikit-learn's bundled diabetes data (442 x 10, target = disease progression, 25-346): no
@@ -193,7 +192,8 @@ def load_diabetes(root=None, download=None, shuffle_seed: int = 0, train_frac: f
 
 
 # --------------------------------------------------------------------------- Airfoil
-@register_dataset("airfoil")
+@register_dataset("airfoil", task="regression", has_val=True, required_files=[SOURCES["airfoil"].paths],
+                  split_sizes={"train": 1003, "val": 300, "test": 200})
 def load_airfoil(root=None, download=None, shuffle_seed: int = 0, scale: str = "all") -> DatasetSplits:
     """UCI Airfoil Self-Noise, ``<root>/airfoil/airfoil_self_noise.dat`` (1503 x 6, tab-separated).
 
@@ -216,7 +216,7 @@ def load_airfoil(root=None, download=None, shuffle_seed: int = 0, scale: str = "
 NO2_NPY = ("x_train", "x_valid", "x_test", "y_train", "y_valid", "y_test")
 
 
-@register_dataset("no2")
+@register_dataset("no2", task="regression", has_val=True, required_files=[SOURCES["no2"].paths + ("no2/x_train.npy",)])
 def load_no2(root=None, download=None, shuffle_seed: int = 0, source: str = "auto", train_frac: float = 0.7,
              val_frac: float = 0.1, scale: str = "all") -> DatasetSplits:
     """NO2 (StatLib; 500 rows, 7 inputs, target = log NO2 concentration).
@@ -305,7 +305,7 @@ def load_time_series(name: str, root=None, download=None, window: int = 168, hor
     )
 
 
-@register_dataset("exchange_rate")
+@register_dataset("exchange_rate", task="regression", has_val=True, required_files=[SOURCES["exchange_rate"].paths])
 def load_exchange_rate(root=None, download=None, window: int = 168, horizon: int = 12, train_frac: float = 0.6,
                        val_frac: float = 0.2, normalize: int = 2) -> DatasetSplits:
     """Exchange-Rate (LSTNet; 7588 days x 8 currencies), ``<root>/exchange_rate/exchange_rate.txt.gz``
@@ -313,7 +313,7 @@ def load_exchange_rate(root=None, download=None, window: int = 168, horizon: int
     return load_time_series("exchange_rate", root, download, window, horizon, train_frac, val_frac, normalize)
 
 
-@register_dataset("electricity")
+@register_dataset("electricity", task="regression", has_val=True, required_files=[SOURCES["electricity"].paths])
 def load_electricity(root=None, download=None, window: int = 168, horizon: int = 24, train_frac: float = 0.6,
                      val_frac: float = 0.2, normalize: int = 2) -> DatasetSplits:
     """Electricity (LSTNet; 26304 hours x 321 clients), ``<root>/electricity/electricity.txt.gz``.
@@ -378,7 +378,7 @@ def _ood_or_id(name, x, y, domains, split, shuffle_seed, train_frac, val_frac, s
     return _splits(name, x, y, tr, va, te, meta)
 
 
-@register_dataset("communities")
+@register_dataset("communities", task="regression", has_val=True, required_files=[SOURCES["communities"].paths])
 def load_communities(root=None, download=None, split: str = "ood", shuffle_seed: int = 0, train_frac: float = 0.7,
                      val_frac: float = 0.1, scale: str = "all") -> DatasetSplits:
     """UCI Communities and Crime, ``<root>/communities_crime/communities.data`` (1994 x 128).
@@ -392,7 +392,7 @@ def load_communities(root=None, download=None, split: str = "ood", shuffle_seed:
                       train_frac, val_frac, scale, {"source": str(path), "domain": "state"})
 
 
-@register_dataset("skillcraft")
+@register_dataset("skillcraft", task="regression", has_val=True, required_files=[SOURCES["skillcraft"].paths])
 def load_skillcraft(root=None, download=None, split: str = "ood", shuffle_seed: int = 0, train_frac: float = 0.7,
                     val_frac: float = 0.1, scale: str = "all") -> DatasetSplits:
     """UCI SkillCraft1, ``<root>/skillcraft/SkillCraft1_Dataset.csv`` (3395 x 20, header).
@@ -406,7 +406,3 @@ def load_skillcraft(root=None, download=None, split: str = "ood", shuffle_seed: 
     x = np.concatenate([data[:, 2:13], data[:, 14:]], axis=1)
     return _ood_or_id("skillcraft", x, data[:, 13:14], data[:, 1].astype(int), split, shuffle_seed,
                       train_frac, val_frac, scale, {"source": str(path), "domain": "LeagueIndex"})
-
-
-# every loader above ships its own validation split (train.select=best_val needs no val_size)
-_HAS_VAL.update({"diabetes", "airfoil", "no2", "exchange_rate", "electricity", "communities", "skillcraft"})

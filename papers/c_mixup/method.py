@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import ConfigError, Method, MixInfo, StepOutput, check_bool, check_range, register_method
 from common.mixing import sample_lambda
 
 
@@ -197,8 +197,7 @@ class CMixupParams:
     def __post_init__(self):
         _check_common(self)
         check_range("method", "bandwidth", self.bandwidth, 0.0, None, lo_open=True)
-        if not isinstance(self.exclude_self, bool):
-            raise ValueError(f"exclude_self must be true or false, got {self.exclude_self!r}")
+        check_bool("method", "exclude_self", self.exclude_self)
         if isinstance(self.chunk_elems, bool) or not isinstance(self.chunk_elems, int):
             raise ValueError(f"chunk_elems must be an integer, got {self.chunk_elems!r}")
         check_range("method", "chunk_elems", self.chunk_elems, 1)

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import (ConfigError, Method, MixInfo, StepOutput, check_bool, check_choice, check_range,
+                            register_method)
 from common.mixing import Box, box_lambda, box_mask, pair_indices, paste_box, sample_box, sample_lambda
 
 
@@ -50,11 +51,9 @@ class CutMixParams:
     def __post_init__(self):
         check_range("method", "alpha", self.alpha, 0.0, None, lo_open=True)
         check_range("method", "prob", self.prob, 0.0, 1.0)
-        if self.pairing not in ("permute", "flip"):
-            raise ValueError(f"pairing must be 'permute' or 'flip', got {self.pairing!r}")
+        check_choice("method", "pairing", self.pairing, ("permute", "flip"))
         for key in ("per_sample", "correct_lam"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+            check_bool("method", key, getattr(self, key))
 
 
 def cutmix_batch(x: torch.Tensor, generator: torch.Generator, alpha: float = 1.0, pairing: str = "permute",
@@ -105,6 +104,7 @@ class CutMix(Method):
 
     Params = CutMixParams
     tasks = ("classification",)
+    pairs_within_batch = True
 
     def step(self, model, batch, state):
         g, p = state.generator, self.p

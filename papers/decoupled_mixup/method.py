@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from common.losses import mixed_cross_entropy
-from common.methods import LossTerm, check_range, register_method
+from common.methods import LossTerm, check_bool, check_choice, check_range, register_method
 
 
 @dataclass
@@ -53,17 +53,14 @@ class DMParams:
     def __post_init__(self):
         w = "method term 'dm'"
         check_range(w, "eta", self.eta, 0.0)
-        if self.mode not in ("both", "less", "more"):
-            raise ValueError(f"mode must be 'both', 'less' or 'more', got {self.mode!r}")
-        if self.lam_scale not in ("none", "pow"):
-            raise ValueError(f"lam_scale must be 'none' or 'pow', got {self.lam_scale!r}")
+        check_choice(w, "mode", self.mode, ("both", "less", "more"))
+        check_choice(w, "lam_scale", self.lam_scale, ("none", "pow"))
         check_range(w, "lam_idx", self.lam_idx)
         check_range(w, "lam_thr", self.lam_thr, 0.0, 1.0, lo_open=True)
         check_range(w, "thr", self.thr, 0.0, 1.0)
         check_range(w, "eps", self.eps, 0.0, 0.5, hi_open=True)
         for key in ("official_order", "skip_lam_half"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+            check_bool(w, key, getattr(self, key))
 
 
 # --------------------------------------------------------------------------- the regulariser

@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from common.attention import ClassTokenAttention, attention_share, fallback_warning
 from common.deit_mix import DeiTMixer, DeiTMixParams, LambdaStats
 from common.losses import mixed_cross_entropy, smooth_one_hot
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import (ConfigError, Method, MixInfo, StepOutput, check_bool, check_choice, check_range,
+                            register_method)
 from common.mixing import mask_mix, pair_indices, sample_lambda, upsample_mask
 
 PROGRESSIVE_RULES = ("cosine", "schedule", "mean")
@@ -99,8 +100,7 @@ class MaskMixParams(DeiTMixParams):
         check_range("method", "alpha", self.alpha, 0.0, None, lo_open=True)
         check_range("method", "maskmix_prob", self.maskmix_prob, 0.0, 1.0)
         for key in ("per_sample_ratio", "allow_partial_cells"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+            check_bool("method", key, getattr(self, key))
 
 
 @register_method("maskmix")
@@ -109,6 +109,20 @@ class MaskMix(Method):
 
     Params = MaskMixParams
     tasks = ("classification",)
+    pairs_within_batch = True
+
+    @classmethod
+    def check_run_config(cls, cfg, info, where):
+        """The cell rules of ``__init__``, checked when the grid is planned."""
+        p, patch, size = info["params"], info.get("patch_size") or 1, info.get("image_size")
+        if p.cell_size % patch:
+            raise ConfigError(f"{where}: key 'method.cell_size'={p.cell_size} is not a multiple of the ViT patch "
+                              f"size {patch} (model.patch_size); allowed: {patch}, {2 * patch}, ...")
+        if size is not None:
+            try:
+                cells_per_side(size, p.cell_size, p.allow_partial_cells)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: key 'method.cell_size': {e}") from None
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
@@ -185,11 +199,9 @@ class MixProParams(MaskMixParams):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.progressive not in PROGRESSIVE_RULES:
-            raise ValueError(f"progressive must be one of {PROGRESSIVE_RULES}, got {self.progressive!r}")
+        check_choice("method", "progressive", self.progressive, PROGRESSIVE_RULES)
         for key in ("detach_alpha", "pal_smoothing"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+            check_bool("method", key, getattr(self, key))
 
 
 @register_method("mixpro")

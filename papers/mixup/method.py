@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.methods import Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import Method, MixInfo, StepOutput, check_choice, check_range, register_method
 from common.mixing import mix_inputs, pair_indices, sample_lambda
 
 
@@ -28,13 +28,13 @@ class MixupParams:
     def __post_init__(self):
         check_range("method", "alpha", self.alpha, 0.0, None, lo_open=True)
         check_range("method", "prob", self.prob, 0.0, 1.0)
-        if self.pairing not in ("permute", "flip"):
-            raise ValueError(f"pairing must be 'permute' or 'flip', got {self.pairing!r}")
+        check_choice("method", "pairing", self.pairing, ("permute", "flip"))
 
 
 @register_method("mixup")
 class Mixup(Method):
     Params = MixupParams
+    pairs_within_batch = True
 
     def step(self, model, batch, state):
         g = state.generator
@@ -63,6 +63,7 @@ class ManifoldParams:
 @register_method("manifold_mixup")
 class ManifoldMixup(Method):
     Params = ManifoldParams
+    pairs_within_batch = True
 
     def setup(self, model):
         if not hasattr(model, "forward_mix"):

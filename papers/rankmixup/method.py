@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common.methods import Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import Method, MixInfo, StepOutput, check_choice, check_range, register_method
 from common.mixing import mix_inputs, pair_indices, sample_lambda
 
 MRL_SPACES = ("logit", "prob")
@@ -147,15 +147,11 @@ def mndcg(raw_conf: torch.Tensor, mix_conf: torch.Tensor, rel: torch.Tensor, rat
 
 
 # --------------------------------------------------------------------------- methods
-def _check_choice(key: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{key}={value!r} is not allowed; choose one of {', '.join(choices)}")
-
-
 class _RankMixup(Method):
     """Shared step: raw pass, CE on raw, Q mixed copies in one second pass, ranking term."""
 
     tasks = ("classification",)
+    pairs_within_batch = True
     num_copies: int = 1
 
     def copies(self) -> int:
@@ -194,8 +190,8 @@ class MRLParams:
         check_range("method", "alpha", self.alpha, 0.0, None, lo_open=True)
         check_range("method", "margin", self.margin, 0.0)
         check_range("method", "weight", self.weight, 0.0)
-        _check_choice("space", self.space, MRL_SPACES)
-        _check_choice("mask", self.mask, MRL_MASKS)
+        check_choice("method", "space", self.space, MRL_SPACES)
+        check_choice("method", "mask", self.mask, MRL_MASKS)
         if self.space == "prob":
             check_range("method", "margin", self.margin, 0.0, 1.0, hi_open=True)
 
@@ -227,8 +223,8 @@ class MNDCGParams:
         if isinstance(self.num_mixup, bool) or not isinstance(self.num_mixup, int):
             raise ValueError(f"num_mixup must be an integer, got {self.num_mixup!r}")
         check_range("method", "num_mixup", self.num_mixup, 1)
-        _check_choice("relevance", self.relevance, RELEVANCES)
-        _check_choice("ratio", self.ratio, RATIOS)
+        check_choice("method", "relevance", self.relevance, RELEVANCES)
+        check_choice("method", "ratio", self.ratio, RATIOS)
 
 
 @register_method("rankmixup_mndcg")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import ConfigError, Method, MixInfo, StepOutput, check_choice, check_range, register_method
 from common.mixing import Box, pair_indices
 
 MODES = ("bilinear", "nearest")
@@ -68,8 +68,7 @@ class ResizeMixParams:
                               "(tau ~ U(alpha_low, alpha_high))")
         check_range(w, "prob", self.prob, 0.0, 1.0)
         for key, allowed in (("mode", MODES), ("placement", PLACEMENTS), ("pairing", ("permute", "flip"))):
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{w}: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+            check_choice(w, key, getattr(self, key), allowed)
 
 
 # --------------------------------------------------------------------------- the operation
@@ -147,6 +146,7 @@ class ResizeMix(Method):
 
     Params = ResizeMixParams
     tasks = ("classification",)
+    pairs_within_batch = True
 
     def step(self, model, batch, state):
         g, p = state.generator, self.p

@@ -42,7 +42,8 @@ import torch
 
 from common.attention import ClassTokenAttention, attention_share, fallback_warning
 from common.deit_mix import DeiTMixer, DeiTMixParams, LambdaStats
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import (ConfigError, Method, MixInfo, StepOutput, check_bool, check_choice, check_range,
+                            register_method)
 from common.mixing import Box
 
 TOKEN_MASK_RULES = ("topleft", "center", "area")
@@ -55,6 +56,7 @@ class DeiTMix(Method):
 
     Params = DeiTMixParams
     tasks = ("classification",)
+    pairs_within_batch = True
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
@@ -116,8 +118,7 @@ class TransMixParams(DeiTMixParams):
     def __post_init__(self):
         super().__post_init__()
         check_range("method", "area_weight", self.area_weight, 0.0, 1.0)
-        if self.token_mask not in TOKEN_MASK_RULES:
-            raise ValueError(f"token_mask must be one of {TOKEN_MASK_RULES}, got {self.token_mask!r}")
+        check_choice("method", "token_mask", self.token_mask, TOKEN_MASK_RULES)
 
 
 @register_method("transmix")
