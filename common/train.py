@@ -144,9 +144,12 @@ def load_checkpoint(ckpt_dir: Path, cfg: dict | None = None):
             except Exception as e:  # truncated / corrupt file
                 warnings.warn(f"checkpoint {p} is unreadable ({type(e).__name__}: {e}); trying the previous one")
                 bad = p.with_name(p.name + ".corrupt")
-                os.replace(p, bad)
-                log(f"WARNING: checkpoint {p} is unreadable ({type(e).__name__}); moved aside to {bad.name}; "
-                    f"falling back")
+                try:  # never let a later save rotate a known-corrupt file over a good one
+                    os.replace(p, bad)
+                    aside = f"; moved aside to {bad.name}"
+                except OSError as e2:
+                    aside = f"; could not move it aside ({e2.strerror})"
+                log(f"WARNING: checkpoint {p} is unreadable ({type(e).__name__}){aside}; falling back")
         finished = (ckpt_dir / FINISHED).exists()
     if ckpt is None or cfg is None:
         return ckpt, path
@@ -190,11 +193,10 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
                     link.unlink(missing_ok=True)
                     os.replace(last, prev)
             os.replace(tmp, last)
-    except OSError as e:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise e if isinstance(e, WriteError) else WriteError("checkpoint", last, e) from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError("checkpoint", last, e) from e
         raise
 
 
@@ -455,6 +457,19 @@ def final_metrics(model, cfg, task, test_loader, val_loader, splits) -> dict:
 
 
 # --------------------------------------------------------------------------- CLI
+def _read_json_config(p: Path):
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at offset {e.start}); "
+                          f"save the file as UTF-8") from None
+    return json.loads(text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -479,7 +494,7 @@ def main(argv=None) -> int:
             p = Path(args.config)
             if not p.exists():
                 raise ConfigError(f"config file {p} does not exist")
-            cfg = json.loads(p.read_text()) if p.suffix == ".json" else load_yaml(p)
+            cfg = _read_json_config(p) if p.suffix == ".json" else load_yaml(p)
         if not isinstance(cfg, dict):
             raise ConfigError(f"{p}: expected a mapping")
         from .config import apply_overrides, resolve
