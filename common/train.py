@@ -467,11 +467,22 @@ def _read_json_config(p: Path):
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at offset {e.start}); "
                           f"save the file as UTF-8") from None
-    return json.loads(text)
+    return _parse_json(text, p)
+
+
+def _parse_json(text: str, p: Path):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:  # only here: a JSON error elsewhere is not the config's fault
+        raise ConfigError(f"{p}: not valid JSON: {e}") from None
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="exit codes: 0 done (or stopped by --stop-after-epoch); 2 invalid config; "
+                                        "3 non-finite loss; 4 dataset missing/corrupt or an output cannot be written "
+                                        "(disk full, file-size limit, --out under a file). Anything else is a bug and "
+                                        "shows its traceback.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="run config file (JSON or YAML)")
     src.add_argument("--config-json", help="run config as a JSON string (what the Snakefile passes)")
@@ -489,7 +500,7 @@ def main(argv=None) -> int:
     try:
         if args.config_json is not None:
             p = Path("<--config-json>")
-            cfg = json.loads(args.config_json)
+            cfg = _parse_json(args.config_json, p)
         else:
             p = Path(args.config)
             if not p.exists():
@@ -515,9 +526,6 @@ def main(argv=None) -> int:
         except NonFiniteLoss:  # a NaN stop leaves no empty run directory behind
             _remove_if_empty(out, created)
             raise
-    except json.JSONDecodeError as e:
-        print(f"error: {args.config or '--config-json'}: not valid JSON: {e}", file=sys.stderr)
-        return 2
     except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

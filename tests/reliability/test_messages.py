@@ -156,6 +156,7 @@ def _main_raising(monkeypatch, tmp_path, exc: BaseException):
 
 
 @pytest.mark.parametrize("exc", [KeyError("scaler"), FileNotFoundError(2, "No such file", "x.pt"),
+                                 __import__("json").JSONDecodeError("Expecting value", "{", 1),
                                  RuntimeError("size mismatch"), TypeError("bug"), AttributeError("bug")])
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys, exc):
     run = _main_raising(monkeypatch, tmp_path, exc)
