@@ -166,9 +166,12 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
     The new file is written completely first (unique temp file, fsync); then, under an exclusive
     ``flock`` on ``<ckpt_dir>/.lock``, ``last.pt`` is hard-linked to ``prev.pt`` and the new file
     replaces ``last.pt`` atomically, so ``last.pt`` always exists complete once written and
-    concurrent writers never interleave. A failed write (disk full, file-size limit) raises
+    concurrent writers never interleave. A truncated ``last.pt`` (not a complete zip) is set aside
+    as ``last.pt.corrupt`` instead of replacing the good ``prev.pt``. A failed write (disk full, file-size limit) raises
     :class:`common.io.WriteError` and leaves both files as they were. The state gets the run's
     code digest; a new save means the run is not finished."""
+    import zipfile
+
     from .io import WriteError, dir_lock, write_temp
 
     ckpt_dir = Path(ckpt_dir)
@@ -183,6 +186,9 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
     try:
         with dir_lock(ckpt_dir):
             (ckpt_dir / FINISHED).unlink(missing_ok=True)
+            if last.exists() and not zipfile.is_zipfile(last):  # truncated (torch.save writes a zip): never keep it as prev
+                os.replace(last, last.with_name("last.pt.corrupt"))
+                log(f"WARNING: checkpoint {last} is truncated; moved aside to last.pt.corrupt, prev.pt kept")
             if last.exists():
                 link = ckpt_dir / f".prev.pt.{os.getpid()}.{threading.get_ident()}.tmp"
                 try:
