@@ -151,8 +151,15 @@ def code_digest(cfg: dict, root=None, _cache: dict | None = None) -> str:
     """SHA-256 (first 16 hex characters) over the relative paths and contents of
     ``code_files(cfg, root)``; independent of the checkout's location and of file order."""
     root = Path(root).resolve() if root is not None else ROOT
+    files_key = ("files", tuple(_names(cfg)))
+    if _cache is not None and files_key in _cache:
+        files = _cache[files_key]
+    else:
+        files = code_files(cfg, root)
+        if _cache is not None:
+            _cache[files_key] = files
     h = hashlib.sha256()
-    for rel in code_files(cfg, root):
+    for rel in files:
         key = rel.as_posix() if not rel.is_absolute() else f"<external>/{rel.name}"
         h.update(key.encode() + b"\0")
         h.update(_file_hash(root / rel, _cache))
@@ -187,15 +194,19 @@ def _recorded(metrics_path: Path) -> dict | None:
 def stale_runs(scale: str, root, runs: dict) -> list[str]:
     """Run ids of ``runs`` ({run_id: run config}) whose ``results/<scale>/runs/<id>/metrics.json``
     exists but was neither produced by (``provenance.code_digest``) nor pinned to (``code_pins.json``)
-    the current code digest of its config; unreadable metrics count as stale. Sorted."""
+    the current code digest of its config; unreadable metrics (or a None config) count as stale.
+    Sorted. Runs without metrics.json are not listed (they are simply missing)."""
     root = Path(root)
     pins, cache, stale = read_pins(scale, root), {}, []
     for rid, cfg in runs.items():
         m = root / "results" / scale / "runs" / rid / "metrics.json"
         if not m.exists():
             continue
-        current = code_digest(cfg, root, cache)
         rec = _recorded(m)
+        if not isinstance(cfg, dict):  # no config recorded: cannot be checked, so it is not trusted
+            stale.append(rid)
+            continue
+        current = code_digest(cfg, root, cache)
         produced = ((rec or {}).get("provenance") or {}).get("code_digest") if isinstance(rec, dict) else None
         if rec is None or (produced != current and pins.get(rid) != current):
             stale.append(rid)
@@ -203,14 +214,14 @@ def stale_runs(scale: str, root, runs: dict) -> list[str]:
 
 
 def _existing_runs(scale: str, root: Path) -> dict:
-    """{run_id: recorded config} of every run dir with a readable metrics.json."""
+    """{run_id: recorded config, or None if metrics.json is unreadable or has none} of every run dir
+    holding a metrics.json."""
     runs = {}
     d = root / "results" / scale / "runs"
     for m in sorted(d.glob("*/metrics.json")) if d.is_dir() else []:
         rec = _recorded(m)
         cfg = ((rec or {}).get("provenance") or {}).get("config") if isinstance(rec, dict) else None
-        if cfg:
-            runs[m.parent.name] = cfg
+        runs[m.parent.name] = cfg if isinstance(cfg, dict) else None  # None: unreadable or no config
     return runs
 
 
@@ -236,7 +247,7 @@ def main(argv=None) -> int:
                 print(rid)
             return 0
         if args.run_ids:
-            missing = [r for r in args.run_ids if r not in runs]
+            missing = [r for r in args.run_ids if runs.get(r) is None]
             if missing:
                 where = root / "results" / args.scale / "runs"
                 print(f"error: no readable metrics.json for run(s) {', '.join(missing)} under {where}", file=sys.stderr)
@@ -244,7 +255,7 @@ def main(argv=None) -> int:
             pins = read_pins(args.scale, root)
             selected = {r: runs[r] for r in args.run_ids}
         else:
-            pins, selected = {}, runs
+            pins, selected = {}, {r: c for r, c in runs.items() if c is not None}
         cache = {}
         pins.update({rid: code_digest(cfg, root, cache) for rid, cfg in selected.items()})
         atomic_write_json(pins_path(args.scale, root), pins)

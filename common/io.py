@@ -2,7 +2,8 @@
 
 Every result file is written to a unique temporary file in the same directory and then
 ``os.replace``-d into place, so a kill during a write leaves the previous file intact and
-concurrent jobs never share a temporary file.
+concurrent jobs never share a temporary file. A failed write raises :class:`WriteError`
+(``cannot write <what> <path>: <reason>``); ``dir_lock`` serialises writers of one directory.
 """
 from __future__ import annotations
 
@@ -128,19 +129,23 @@ def atomic_torch_save(obj, path, what: str = "checkpoint") -> None:
 def dir_lock(directory, shared: bool = False):
     """Hold an advisory ``fcntl.flock`` on ``<directory>/.lock`` (exclusive unless ``shared``).
     Processes and threads each open their own descriptor, so they exclude each other. Where
-    ``fcntl`` does not exist (Windows) this is a no-op."""
+    ``fcntl`` does not exist (Windows), or the lock cannot be taken, this is a no-op."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover
-        yield
-        return
-    directory = Path(directory)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        fcntl = None
+    fd = None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        if fcntl is not None:
+            fd = os.open(Path(directory) / ".lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    except OSError:  # read-only directory or a filesystem without flock (some NFS setups): unlocked
+        pass
+    try:
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
 
 
 def _jsonable(o):

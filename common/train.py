@@ -207,9 +207,12 @@ def load_checkpoint(ckpt_dir: Path, cfg: dict | None = None):
             except Exception as e:  # truncated / corrupt file
                 warnings.warn(f"checkpoint {p} is unreadable ({type(e).__name__}: {e}); trying the previous one")
                 bad = p.with_name(p.name + ".corrupt")
-                os.replace(p, bad)
-                log(f"WARNING: checkpoint {p} is unreadable ({type(e).__name__}); moved aside to {bad.name}; "
-                    f"falling back")
+                try:  # never let a later save rotate a known-corrupt file over a good one
+                    os.replace(p, bad)
+                    aside = f"; moved aside to {bad.name}"
+                except OSError as e2:
+                    aside = f"; could not move it aside ({e2.strerror})"
+                log(f"WARNING: checkpoint {p} is unreadable ({type(e).__name__}){aside}; falling back")
         finished = (ckpt_dir / FINISHED).exists()
     if ckpt is None or cfg is None:
         return ckpt, path
@@ -226,9 +229,12 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
     The new file is written completely first (unique temp file, fsync); then, under an exclusive
     ``flock`` on ``<ckpt_dir>/.lock``, ``last.pt`` is hard-linked to ``prev.pt`` and the new file
     replaces ``last.pt`` atomically, so ``last.pt`` always exists complete once written and
-    concurrent writers never interleave. A failed write (disk full, file-size limit) raises
+    concurrent writers never interleave. A truncated ``last.pt`` (not a complete zip) is set aside
+    as ``last.pt.corrupt`` instead of replacing the good ``prev.pt``. A failed write (disk full, file-size limit) raises
     :class:`common.io.WriteError` and leaves both files as they were. The state gets the run's
     code digest; a new save means the run is not finished."""
+    import zipfile
+
     from .io import WriteError, dir_lock, write_temp
 
     ckpt_dir = Path(ckpt_dir)
@@ -243,6 +249,9 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
     try:
         with dir_lock(ckpt_dir):
             (ckpt_dir / FINISHED).unlink(missing_ok=True)
+            if last.exists() and not zipfile.is_zipfile(last):  # truncated (torch.save writes a zip): never keep it as prev
+                os.replace(last, last.with_name("last.pt.corrupt"))
+                log(f"WARNING: checkpoint {last} is truncated; moved aside to last.pt.corrupt, prev.pt kept")
             if last.exists():
                 link = ckpt_dir / f".prev.pt.{os.getpid()}.{threading.get_ident()}.tmp"
                 try:
@@ -253,11 +262,10 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
                     link.unlink(missing_ok=True)
                     os.replace(last, prev)
             os.replace(tmp, last)
-    except OSError as e:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise e if isinstance(e, WriteError) else WriteError("checkpoint", last, e) from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError("checkpoint", last, e) from e
         raise
 
 
@@ -570,8 +578,32 @@ def final_metrics(model, cfg, task, test_loader, val_loader, splits) -> dict:
 
 
 # --------------------------------------------------------------------------- CLI
+def _read_json_config(p: Path):
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at offset {e.start}); "
+                          f"save the file as UTF-8") from None
+    return _parse_json(text, p)
+
+
+def _parse_json(text: str, p: Path):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:  # only here: a JSON error elsewhere is not the config's fault
+        raise ConfigError(f"{p}: not valid JSON: {e}") from None
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="exit codes: 0 done (or stopped by --stop-after-epoch); 2 invalid config; "
+                                        "3 non-finite loss; 4 dataset missing/corrupt or an output cannot be written "
+                                        "(disk full, file-size limit, --out under a file). Anything else is a bug and "
+                                        "shows its traceback.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="run config file (JSON or YAML)")
     src.add_argument("--config-json", help="run config as a JSON string (what the Snakefile passes)")
@@ -589,12 +621,12 @@ def main(argv=None) -> int:
     try:
         if args.config_json is not None:
             p = Path("<--config-json>")
-            cfg = json.loads(args.config_json)
+            cfg = _parse_json(args.config_json, p)
         else:
             p = Path(args.config)
             if not p.exists():
                 raise ConfigError(f"config file {p} does not exist")
-            cfg = json.loads(p.read_text()) if p.suffix == ".json" else load_yaml(p)
+            cfg = _read_json_config(p) if p.suffix == ".json" else load_yaml(p)
         if not isinstance(cfg, dict):
             raise ConfigError(f"{p}: expected a mapping")
         from .config import apply_overrides, resolve
@@ -615,9 +647,6 @@ def main(argv=None) -> int:
         except NonFiniteLoss:  # a NaN stop leaves no empty run directory behind
             _remove_if_empty(out, created)
             raise
-    except json.JSONDecodeError as e:
-        print(f"error: {args.config or '--config-json'}: not valid JSON: {e}", file=sys.stderr)
-        return 2
     except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

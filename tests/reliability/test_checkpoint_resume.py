@@ -103,3 +103,47 @@ def test_corrupt_last_is_quarantined_and_never_rotated_over_the_good_prev(tmp_pa
     assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1
     save_checkpoint(tmp_path, {"epoch": 2, "w": torch.ones(3)})
     assert torch.load(tmp_path / "prev.pt", weights_only=False)["epoch"] == 1
+
+
+def test_property_saves_loads_and_truncations_never_lose_the_newest_good_checkpoint():
+    """Any sequence of saves, truncations of last.pt (a full disk, a copy cut short) and loads:
+    ``load_checkpoint`` returns the newest state that is still intact, and prev.pt never holds a
+    truncated file (only last.pt is ever damaged here)."""
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from common.train import load_checkpoint, save_checkpoint
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.sampled_from(["save", "truncate", "load"]), max_size=14))
+    def run(ops):
+        with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = Path(d)
+            last = prev = None  # the model: state number, "bad" (truncated) or None (absent)
+            n = 0
+            for op in ops:
+                if op == "save":
+                    n += 1
+                    save_checkpoint(d, {"n": n})
+                    if last not in (None, "bad"):
+                        prev = last
+                    last = n
+                elif op == "truncate" and last is not None:
+                    data = (d / "last.pt").read_bytes()
+                    (d / "last.pt").write_bytes(data[: len(data) // 2])
+                    last = "bad"
+                elif op == "load":
+                    ck, path = load_checkpoint(d)
+                    if last == "bad":
+                        last = None  # set aside as last.pt.corrupt
+                    want = last if last is not None else prev
+                    assert (ck or {}).get("n") == want
+                assert prev != "bad"
+                if prev is not None:
+                    assert torch.load(d / "prev.pt", weights_only=False)["n"] == prev
+
+    run()

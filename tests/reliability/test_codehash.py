@@ -234,3 +234,22 @@ def test_unreadable_pins_file_is_named(tmp_path):
     (root / "results" / "cpu" / "code_pins.json").write_text("[1, 2]")
     r = _subprocess_cli(root, "stale", "--scale", "cpu")
     assert r.returncode == 2 and "code_pins.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_without_recorded_config_is_stale_and_cannot_be_pinned(tmp_path, capsys):
+    from common.codehash import main
+
+    root = _copy_code(tmp_path / "repo")
+    _fake_results(root, {"ok": (MIXPRO, None)})
+    broken = root / "results" / "cpu" / "runs" / "broken" / "metrics.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{}")
+    assert main(["stale", "--scale", "cpu", "--root", str(root)]) == 0
+    assert capsys.readouterr().out.split() == ["broken", "ok"]
+    assert main(["pin", "--scale", "cpu", "--root", str(root), "broken"]) == 2
+    assert "broken" in capsys.readouterr().err
+    assert main(["pin", "--scale", "cpu", "--root", str(root)]) == 0
+    assert list(json.loads((root / "results" / "cpu" / "code_pins.json").read_text())) == ["ok"]
+    capsys.readouterr()
+    assert main(["stale", "--scale", "cpu", "--root", str(root)]) == 0
+    assert capsys.readouterr().out.split() == ["broken"]

@@ -131,6 +131,18 @@ def test_nan_stop_never_deletes_a_directory_holding_other_files(tmp_path):
     assert epochs(out) == []
 
 
+def test_non_utf8_json_config_names_file_and_offset(tmp_path, capsys):
+    from common.train import main
+
+    p = tmp_path / "run.json"
+    data = b'{"seed": 0, "model": "caf\xe9"}'
+    p.write_bytes(data)
+    assert main(["--config", str(p), "--out", str(tmp_path / "runs" / "r")]) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and "not UTF-8" in err and f"offset {data.index(0xE9)}" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 # --------------------------------------------------------------------------- the catch-all
 def _main_raising(monkeypatch, tmp_path, exc: BaseException):
     import common.train as tr
@@ -144,6 +156,7 @@ def _main_raising(monkeypatch, tmp_path, exc: BaseException):
 
 
 @pytest.mark.parametrize("exc", [KeyError("scaler"), FileNotFoundError(2, "No such file", "x.pt"),
+                                 __import__("json").JSONDecodeError("Expecting value", "{", 1),
                                  RuntimeError("size mismatch"), TypeError("bug"), AttributeError("bug")])
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys, exc):
     run = _main_raising(monkeypatch, tmp_path, exc)
