@@ -14,6 +14,8 @@ Sections (each a ratio of two variants timed in this one process, interleaved):
 4. ``mixing_ops`` — :mod:`common.mixing` vs timm ``Mixup`` and torchvision v2 ``MixUp``/``CutMix``;
 5. ``cpu_options`` — channels_last, bf16 autocast, deterministic off, threads, batch size,
    ``torch.compile`` (:mod:`benchmarks.options_bench`);
+6. ``loader`` — the file-based ImageNet train path per DataLoader worker count vs decoding alone
+   (:mod:`benchmarks.loader_bench`; own files ``loader.csv``, ``loader_README_section.md``);
 
 plus the workflow's wall time per paper from Snakemake's benchmark files when they exist
 (:mod:`benchmarks.workflow_times`).
@@ -29,7 +31,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-SECTIONS = ("methods", "trainer", "data", "ops", "options")
+SECTIONS = ("methods", "trainer", "data", "ops", "options", "loader")
 
 
 def _log(msg: str) -> None:
@@ -135,6 +137,14 @@ def main(argv=None) -> int:
     section("data", trainer_bench.run_data_path)
     section("ops", ops_bench.run)
     section("options", lambda q, th: options_bench.run(q, th, args.compile_timeout))
+    if "loader" in sections:  # its own table (per worker count), written to loader.csv
+        from . import loader_bench
+
+        _log("section loader ...")
+        try:
+            loader_bench.run(out, args.quick)
+        except Exception:  # noqa: BLE001 - one broken section must not lose the others
+            traceback.print_exc()
 
     workflow = workflow_section(Path(args.root))
     meta["load_avg_end"] = round(os.getloadavg()[0], 2)
@@ -155,7 +165,11 @@ def _render(df, meta: dict, workflow: dict, out: Path) -> None:
     except Exception:  # noqa: BLE001 - the CSV and markdown still count
         traceback.print_exc()
     fig_rel = (out / "bench.png").as_posix() if not out.is_absolute() else "bench.png"
-    (out / "README_section.md").write_text(report.markdown(df, meta, workflow, fig_rel))
+    md = report.markdown(df, meta, workflow, fig_rel)
+    loader_md = out / "loader_README_section.md"  # benchmarks.loader_bench
+    if loader_md.exists():
+        md = md.rstrip("\n") + "\n\n#### Data loader (file-based ImageNet path)\n\n" + loader_md.read_text()
+    (out / "README_section.md").write_text(md)
 
 
 def render(out: Path, root: Path) -> int:

@@ -117,7 +117,32 @@ def build_transform(spec: dict | None, image_size: int, mean, std, train: bool):
     if c["lighting"]:
         at = next(i for i, t in enumerate(last) if "ToTensor" in type(t).__name__) + 1
         last.insert(at, Lighting(c["lighting"]))
+    for t in second:
+        _zero_bit_posterize(t)
     return T.Compose(first + second + last)
+
+
+def _posterize(img, bits_to_keep, **_):
+    """timm's posterize op, also for 0 bits kept (an all-black image). timm's RandAugment asks for 0
+    bits at magnitude 10 ('PosterizeIncreasing', reached with m9 and mstd 0.5), which Pillow >= 13
+    rejects ("bits must be between or equal to 1 and 8") while older Pillow returned black."""
+    from PIL import Image, ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _zero_bit_posterize(t) -> None:
+    """Point the posterize ops of a timm RandAugment/AutoAugment at :func:`_posterize`."""
+    from timm.data import auto_augment as aa
+
+    ops = getattr(t, "ops", None) or [o for sub in getattr(t, "policy", []) for o in sub]
+    for op in ops:
+        if getattr(op, "aug_fn", None) is aa.posterize:
+            op.aug_fn = _posterize
 
 
 def color_off(c: dict) -> bool:

@@ -102,3 +102,13 @@ def test_lighting_acts_before_normalize():
 def test_unknown_key_names_it():
     with pytest.raises(ConfigError, match=r"dataset.transform: unknown key 'lightning'.*lighting"):
         build_transform({"lightning": 0.1}, 224, MEAN, STD, train=True)
+
+
+def test_randaugment_posterize_keeping_zero_bits_gives_black():
+    """m9 with mstd 0.5 reaches magnitude 10, where timm's PosterizeIncreasing keeps 0 bits."""
+    tf = build_transform({"auto_augment": "rand-m9-mstd0.5-inc1"}, 16, MEAN, STD, train=True)
+    ra = next(t for t in tf.transforms if type(t).__name__ == "RandAugment")
+    op = next(o for o in ra.ops if o.name == "PosterizeIncreasing")
+    img = Image.fromarray(np.full((16, 16, 3), 200, np.uint8))
+    assert np.asarray(op.aug_fn(img, 0)).max() == 0
+    assert np.asarray(op.aug_fn(img, 2)).max() == 192 and op.aug_fn(img, 8) is img
