@@ -1,0 +1,203 @@
+"""The `paper`-scale configs are the authors' recipes: every resolved config is pinned to the official
+values in papers/<paper>/recipe.yaml (file and line of the official code, or the paper's section),
+the committed RECIPE.md cards are up to date, and every listed difference carries its reason."""
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common import recipe as R
+from common.config import ConfigError, load_experiments, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS, BY_PAPER = plan("paper", ROOT)
+PAPERS = sorted(p for p, ids in BY_PAPER.items() if ids)
+
+
+def paper_runs(paper: str) -> dict:
+    return {rid: RUNS[rid] for rid in BY_PAPER[paper]}
+
+
+def test_every_paper_has_a_paper_grid_and_a_recipe():
+    assert set(PAPERS) == {p.name for p in (ROOT / "papers").iterdir() if (p / "experiments.yaml").is_file()}
+    for paper in PAPERS:
+        assert R.recipe_path(paper, ROOT).is_file(), f"papers/{paper}/recipe.yaml missing"
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_resolved_paper_configs_match_the_official_recipe(paper):
+    rec = R.load_recipe(paper, ROOT)
+    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
+    problems = R.check(paper, rec, paper_runs(paper), exp)
+    assert not problems, "resolved paper configs drift from recipe.yaml:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_recipe_card_is_up_to_date(paper):
+    _, _, _, text = R.build(paper, ROOT, RUNS, BY_PAPER)
+    committed = (ROOT / "papers" / paper / R.CARD_FILE).read_text()
+    assert committed == text, f"papers/{paper}/RECIPE.md is out of date: run `python -m common.recipe --paper {paper}`"
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_every_difference_has_a_reason_and_every_value_a_source(paper):
+    raw = yaml.safe_load(R.recipe_path(paper, ROOT).read_text())
+    for s in raw["settings"]:
+        for d in s.get("differences") or []:
+            assert isinstance(d.get("reason"), str) and len(d["reason"].split()) >= 5, (paper, s["id"], d)
+        for v in s["values"]:
+            assert v["source"].strip(), (paper, s["id"], v["key"])
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_paper_readme_links_the_card(paper):
+    assert "RECIPE.md" in (ROOT / "papers" / paper / "README.md").read_text()
+
+
+# --------------------------------------------------------------------------- the checker can fail
+def _cutmix():
+    rec = R.load_recipe("cutmix", ROOT)
+    exp = load_experiments(ROOT / "papers" / "cutmix" / "experiments.yaml")
+    return rec, paper_runs("cutmix"), exp
+
+
+def test_a_drifted_value_is_reported_with_paper_setting_key_values_and_source():
+    rec, runs, exp = _cutmix()
+    runs = copy.deepcopy(runs)
+    rid = next(r for r, c in runs.items() if c["dataset"]["name"] == "cifar100")
+    runs[rid]["train"]["lr"] = 0.1
+    problems = R.check("cutmix", rec, runs, exp)
+    assert len(problems) == 1
+    msg = problems[0]
+    for part in ("cutmix", "cifar100_pyramidnet200", "train.lr", "ours 0.1", "official 0.25", "README L51", rid):
+        assert part in msg, (part, msg)
+
+
+def test_a_difference_that_now_matches_is_stale():
+    rec, runs, exp = _cutmix()
+    rec = copy.deepcopy(rec)
+    s = rec["settings"][0]
+    entry = next(v for v in s["values"] if v["key"] == "train.lr")
+    s["values"].remove(entry)
+    s.setdefault("differences", []).append({**entry, "reason": "pretend we differ on purpose here"})
+    problems = R.check("cutmix", rec, runs, exp)
+    assert len(problems) == 1 and "train.lr" in problems[0] and "remove the difference" in problems[0]
+
+
+def test_uncovered_runs_and_empty_settings_are_reported():
+    rec, runs, exp = _cutmix()
+    rec = copy.deepcopy(rec)
+    rec["settings"] = [s for s in rec["settings"] if s["id"] != "imagenet_resnet50"]
+    rec["settings"].append({"id": "nothing", "title": "t", "match": {"dataset.name": "svhn"}, "values": []})
+    problems = R.check("cutmix", rec, runs, exp)
+    n_imagenet = sum(c["dataset"]["name"] == "imagenet" for c in runs.values())
+    assert sum("covered by no setting" in p for p in problems) == n_imagenet == 3
+    assert any("'nothing' matches no paper-scale run" in p for p in problems)
+
+
+def test_a_claim_with_the_wrong_statistic_is_reported():
+    rec, runs, exp = _cutmix()
+    exp = copy.deepcopy(exp)
+    claim = next(c for c in exp["claims"] if c["id"] == "cutmix_beats_erm_imagenet")
+    claim["statistic"] = "last"
+    problems = R.check("cutmix", rec, runs, exp)
+    assert len(problems) == 1 and "cutmix_beats_erm_imagenet" in problems[0] and "best_epoch" in problems[0]
+
+
+def test_value_entries_with_when_only_see_their_runs():
+    rec, runs, exp = _cutmix()
+    s = rec["settings"][0]
+    rows = {(r["key"], str(r["when"])): r for r in R.rows(s, runs)}
+    cut = rows[("method.prob", "{'method.name': 'cutmix'}")]
+    assert cut["ours"] == [0.5] and len(cut["runs"]) == 3 and cut["status"] == "matches"
+
+
+# --------------------------------------------------------------------------- file errors and the CLI
+def _tree(tmp_path: Path, paper="cutmix") -> Path:
+    dst = tmp_path / "papers" / paper
+    dst.mkdir(parents=True)
+    for f in ("experiments.yaml", R.RECIPE_FILE, R.CARD_FILE):
+        shutil.copy(ROOT / "papers" / paper / f, dst / f)
+    return tmp_path
+
+
+def test_a_difference_without_reason_is_a_clear_error(tmp_path):
+    root = _tree(tmp_path)
+    path = root / "papers" / "cutmix" / R.RECIPE_FILE
+    raw = yaml.safe_load(path.read_text())
+    raw["settings"][0]["differences"][0].pop("reason")
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"recipe\.yaml.*settings\.0\.differences\.0"):
+        R.load_recipe("cutmix", root)
+
+
+def test_missing_recipe_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"papers/cutmix/recipe\.yaml: missing"):
+        R.load_recipe("cutmix", tmp_path)
+
+
+def test_check_cli_fails_with_a_diff_on_a_stale_card_and_write_repairs_it(tmp_path, capsys):
+    root = _tree(tmp_path)
+    card = root / "papers" / "cutmix" / R.CARD_FILE
+    good = card.read_text()
+    card.write_text(good.replace("matches", "MATCHES", 1))
+    assert R.main(["--check", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "-" in err and "+" in err and "out of date" in err and "RECIPE.md" in err
+    assert card.read_text() != good  # --check never writes
+    assert R.main(["--root", str(root)]) == 0
+    assert card.read_text() == good
+    assert not list(card.parent.glob("*.tmp"))
+    assert R.main(["--check", "--root", str(root)]) == 0
+
+
+def test_check_cli_exits_nonzero_on_drift(tmp_path, capsys):
+    root = _tree(tmp_path)
+    exp = root / "papers" / "cutmix" / "experiments.yaml"
+    exp.write_text(exp.read_text().replace("lr: 0.25", "lr: 0.2"))
+    assert R.main(["--check", "--root", str(root)]) == 1
+    assert "train.lr" in capsys.readouterr().err
+
+
+def test_unknown_paper_is_a_clear_error(tmp_path, capsys):
+    root = _tree(tmp_path)
+    assert R.main(["--paper", "nosuch", "--root", str(root)]) == 2
+    assert "nosuch" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- value comparison
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_same_is_reflexive_for_floats_and_ints_equal_floats(x):
+    assert R.same(x, x)
+    assert R.same([x, {"a": x}], [x, {"a": x}])
+    if x.is_integer() and abs(x) < 2**53:
+        assert R.same(int(x), x)
+
+
+def test_same_distinguishes_bools_none_and_lengths():
+    assert not R.same(True, 1) and not R.same(False, 0) and not R.same(None, 0)
+    assert not R.same([1, 2], [1, 2, 3]) and not R.same({"a": 1}, {"a": 1, "b": 2})
+    assert R.same(1.0e-3, 0.001) and not R.same(1.0e-3, 1.1e-3)
+    assert R.matches({"model": {"name": "x"}}, {"model.patch_size": None})  # unset key counts as null
+
+
+# --------------------------------------------------------------------------- mixup's PreAct ResNet-18
+def test_preact_resnet18_is_the_official_size_and_shape():
+    import torch
+
+    from common.models import build_model
+    from common.registry import load_plugins
+
+    load_plugins()
+    m = build_model({"name": "preact_resnet18"}, 10, (3, 32, 32))
+    assert sum(p.numel() for p in m.parameters()) == 11_171_274  # mixup-cifar10 ResNet18(): 11.17 M
+    assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    first = m.layers[0]
+    assert first.short is None and isinstance(first.bn1, torch.nn.BatchNorm2d)  # BN before the first conv
+    assert m.layers[2].short is not None and m.layers[2].short.stride == (2, 2)
