@@ -109,8 +109,8 @@ class MaskMix(Method):
     """MaskMix with area labels (50 % of batches), DeiT Mixup/CutMix otherwise."""
 
     Params = MaskMixParams
-    tasks = ("classification",)
     pairs_within_batch = True
+    tasks = ("classification",)
     use_pal = False
 
     @classmethod

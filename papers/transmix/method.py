@@ -42,8 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from common.attention import ClassTokenAttention, attention_share, fallback_warning
-from common.methods import (ConfigError, Method, MixInfo, StepOutput, check_bool, check_choice, check_range,
-                            register_method)
+from common.methods import ConfigError, Method, MixInfo, StepOutput, check_choice, check_range, register_method
 from common.mixing import Box, box_lambda, mix_inputs, paste_box, sample_box, sample_lambda
 
 TOKEN_MASK_RULES = ("topleft", "center", "area")
@@ -79,7 +78,8 @@ class DeiTMixParams:
         check_range("method", "cutmix_alpha", self.cutmix_alpha, 0.0)
         check_range("method", "switch_prob", self.switch_prob, 0.0, 1.0)
         check_range("method", "prob", self.prob, 0.0, 1.0)
-        check_bool("method", "correct_lam", self.correct_lam)
+        if not isinstance(self.correct_lam, bool):
+            raise ValueError(f"correct_lam must be true or false, got {self.correct_lam!r}")
 
 
 class DeiTMixer:
