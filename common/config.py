@@ -531,7 +531,12 @@ def plan(scale: str, root=".", only: list[str] | None = None) -> tuple[dict[str,
     """``(runs, by_paper)``: run_id -> config for every run at ``scale``, and paper -> run ids."""
     runs: dict[str, dict] = {}
     by_paper: dict[str, list[str]] = {}
-    for paper, path in discover_papers(root).items():
+    papers = discover_papers(root)
+    for name in only or []:
+        if name not in papers:
+            raise ConfigError(f"papers: unknown paper {name!r}.{did_you_mean(name, papers)} "
+                              f"Known papers: {', '.join(papers) or '(none)'}")
+    for paper, path in papers.items():
         if only and paper not in only:
             continue
         exp = load_experiments(path)

@@ -517,7 +517,8 @@ def prepare_splits(spec: dict, train_cfg: dict | None = None) -> DatasetSplits:
             raise ConfigError(f"dataset.train_size={train_size} exceeds the {len(splits.train)} training samples of {name!r}")
         perm = _balanced_order(splits, g)
         splits.train = splits.train.subset(np.sort(perm[:train_size]))
-    # sizes only loading tells (validate_run_config checks the ones known from the config)
+    # split sizes only loading tells (validate_run_config checks those known from the config):
+    # test_size, and with the run's ``train`` block a drop_last batch larger than the training split
     if test_size and test_size > len(splits.test):
         raise ConfigError(f"dataset.test_size={test_size} exceeds the {len(splits.test)} test samples of {name!r}")
     if test_size:
