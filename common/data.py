@@ -374,6 +374,9 @@ def load_cifar100(root=None, download=None) -> DatasetSplits:
     return splits
 
 
+load_cifar100.image_size = 32
+
+
 # --------------------------------------------------------------------------- MNIST
 @register_dataset("mnist")
 def load_mnist(root=None, download=None) -> DatasetSplits:
