@@ -438,6 +438,9 @@ def load_cifar100(root=None, download=None) -> DatasetSplits:
     return splits
 
 
+load_cifar100.image_size = 32
+
+
 # --------------------------------------------------------------------------- MNIST
 @register_dataset("mnist", image_size=28, split_sizes={"train": 60000, "test": 10000},
                   required_files=[f"mnist/MNIST/raw/{f}-ubyte" for f in ("train-images-idx3", "train-labels-idx1",
