@@ -229,11 +229,6 @@ def card(paper: str, rec: dict, runs: dict[str, dict], exp: dict) -> str:
 
 
 # --------------------------------------------------------------------------- CLI
-def papers_with_recipes(root=".") -> list[str]:
-    _, by_paper = plan("paper", root)
-    return sorted(p for p, ids in by_paper.items() if ids)
-
-
 def build(paper: str, root=".", runs_all: dict | None = None, by_paper: dict | None = None):
     """``(recipe, runs of this paper, experiments, card text)``."""
     if runs_all is None or by_paper is None:

@@ -60,6 +60,15 @@ def test_paper_readme_links_the_card(paper):
     assert "RECIPE.md" in (ROOT / "papers" / paper / "README.md").read_text()
 
 
+@pytest.mark.parametrize("paper", PAPERS)
+def test_paper_only_claims_compare_arms_that_are_run(paper):
+    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
+    runs = paper_runs(paper)
+    for c in exp.get("claims") or []:
+        if c.get("scales") == ["paper"]:
+            assert R.claim_applies(c, runs), f"{paper}: claim {c['id']!r}: no paper run has both {c['method']!r} and {c['baseline']!r}"
+
+
 # --------------------------------------------------------------------------- the checker can fail
 def _cutmix():
     rec = R.load_recipe("cutmix", ROOT)
