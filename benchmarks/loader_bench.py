@@ -96,8 +96,8 @@ def run(out: Path, quick: bool = False, images: int | None = None, per_pass: int
     from common.loader import FileLoader
     from common.transforms import build_transform
 
-    images = images or (240 if quick else 2000)
-    per_pass = per_pass or (64 if quick else 256)
+    images = images or (80 if quick else 2000)
+    per_pass = per_pass or (32 if quick else 256)
     rounds = rounds or (2 if quick else 3)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -227,7 +227,7 @@ def markdown(df, meta: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="results/bench")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 240 images, 64 per pass, 2 rounds")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 80 images, 32 per pass, 2 rounds")
     ap.add_argument("--images", type=int, default=None, help="JPEGs to generate (default 2000)")
     ap.add_argument("--rounds", type=int, default=None)
     args = ap.parse_args(argv)

@@ -3,6 +3,7 @@ file-based loader existed), the file-based loader, samplers and per-sample seedi
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,55 @@ def test_domain_rmse_average_and_worst():
     assert m == {"rmse_domain_avg": pytest.approx(1.0), "rmse_domain_worst": 2.0}
     d = ArrayData(torch.zeros(6, 2), y, dom).subset([5, 0])
     assert d.domain.tolist() == [2, 0]
+
+
+def _file_run(tmp_path, root, name, workers, **train_over):
+    from common.train import train
+
+    cfg = resolve({"seed": 1, "dataset": {"name": "imagenet", "root": str(root), "loader": {"workers": workers},
+                                          "transform": {**DEIT, "input_size": 16}},
+                   "model": {"name": "resnet8", "width": 4}, "method": {"name": "cutmix", "alpha": 1.0, "prob": 1.0},
+                   "train": {"epochs": 2, "batch_size": 3, "lr": 0.01, "warmup_epochs": 1, "warmup_lr": 1e-4,
+                             "lr_per": "epoch", "repeated_aug": 3, "ema": {"decay": 0.9}, "num_threads": 1,
+                             **train_over},
+                   "eval": {"batch_size": 4, "occlusion": None}})
+    res = train(cfg, tmp_path / name / "run", tmp_path / name / "ck", progress=False)
+    return res, (tmp_path / name / "run" / "epochs.jsonl").read_text()
+
+
+def test_file_based_run_is_identical_for_0_and_2_workers(tmp_path):
+    """A whole run (DeiT transform, repeated augmentation, EMA, per-epoch timm schedule) gives the same
+    metrics with 0 and 2 DataLoader workers."""
+    root = _image_folder(tmp_path / "data")
+    a, ea = _file_run(tmp_path, root, "w0", 0)
+    b, eb = _file_run(tmp_path, root, "w2", 2)
+    strip = lambda s: [{k: v for k, v in json.loads(r).items() if k != "train_secs"} for r in s.splitlines()]  # noqa: E731
+    assert a["test"] == b["test"] and a["test_ema"] == b["test_ema"] and strip(ea) == strip(eb)
+    assert [r["lr"] for r in strip(ea)] == [1e-4, pytest.approx(0.5 * 0.01 * (1 + math.cos(math.pi / 2)))]
+
+
+def test_in_memory_images_take_a_per_sample_transform(tmp_path):
+    """``dataset.transform`` on an in-memory dataset (CIFAR-style reflect pad-and-crop) runs the
+    per-sample pipeline through the DataLoader instead of the batched tensor path."""
+    from common.train import train
+
+    spy = []
+    import common.loader as L
+
+    orig = L.FileLoader.__init__
+
+    def init(self, data, *a, **k):
+        spy.append(type(data).__name__)
+        orig(self, data, *a, **k)
+
+    L.FileLoader.__init__ = init
+    try:
+        cfg = resolve({"dataset": {"name": "random", "loader": {"workers": 0},
+                                   "options": {"n_train": 8, "n_test": 4, "image_size": 8},
+                                   "transform": {"reflect_pad": 2}},
+                       "model": {"name": "resnet8", "width": 4}, "train": {"epochs": 1, "batch_size": 4},
+                       "eval": {"occlusion": None}})
+        res = train(cfg, tmp_path / "run", tmp_path / "ck", progress=False)
+    finally:
+        L.FileLoader.__init__ = orig
+    assert spy == ["TensorImages", "TensorImages"] and math.isfinite(res["last_epoch"]["train_loss"])
