@@ -438,7 +438,6 @@ def load_cifar100(root=None, download=None) -> DatasetSplits:
     return splits
 
 
-load_cifar100.image_size = 32
 
 
 # --------------------------------------------------------------------------- MNIST

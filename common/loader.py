@@ -220,7 +220,6 @@ def load_imagenet(root=None, download=None, image_size: int = 224, resize: int =
     )
 
 
-load_imagenet.image_size = 224
 
 
 def _tiny_entries(names: list[str], read_text):
@@ -292,7 +291,6 @@ def load_tiny_imagenet(root=None, download=None) -> DatasetSplits:
                          meta={"source": str(source)})
 
 
-load_tiny_imagenet.image_size = 64
 
 
 # --------------------------------------------------------------------------- per-sample dataset
