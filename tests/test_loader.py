@@ -268,3 +268,40 @@ def test_in_memory_images_take_a_per_sample_transform(tmp_path):
     finally:
         L.FileLoader.__init__ = orig
     assert spy == ["TensorImages", "TensorImages"] and math.isfinite(res["last_epoch"]["train_loss"])
+
+
+def _domain_regression(root=None, download=None):
+    from common.data import ArrayData, DatasetSplits
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g)
+    y = (x @ torch.tensor([[1.0], [-2.0], [0.5]]))
+    train_d = ArrayData(x[:24], y[:24])
+    test_d = ArrayData(x[24:], y[24:], torch.arange(16) // 4)  # 4 test domains of 4 samples
+    return DatasetSplits("domains", "regression", train_d, test_d, num_classes=1)
+
+
+def test_metrics_record_per_domain_rmse(tmp_path):
+    """A regression test split with a ``domain`` tensor adds C-Mixup's OOD statistic to metrics.json."""
+    from common.data import DATASETS, register_dataset
+    from common.evaluate import domain_rmse
+    from common.train import train
+
+    if "test_domains" not in DATASETS:
+        register_dataset("test_domains")(_domain_regression)
+    cfg = resolve({"dataset": {"name": "test_domains"}, "model": {"name": "mlp", "hidden": [8]},
+                   "train": {"epochs": 2, "batch_size": 8, "optimizer": "adam", "lr": 0.01, "shuffle": False},
+                   "eval": {"occlusion": None}})
+    res = train(cfg, tmp_path / "run", tmp_path / "ck", progress=False)
+    m = res["test"]
+    assert m["rmse_domain_worst"] >= m["rmse_domain_avg"] > 0 and "rmse" in m
+    # the recorded values are the per-domain RMSEs of the final model's test predictions
+    from common.models import build_model
+
+    model = build_model(cfg["model"], 1, (3,))
+    model.load_state_dict(torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["model"])
+    test = _domain_regression().test
+    with torch.no_grad():
+        want = domain_rmse(model.eval()(test.x), test.y, test.domain)
+    assert m["rmse_domain_avg"] == pytest.approx(want["rmse_domain_avg"], rel=1e-6)
+    assert m["rmse_domain_worst"] == pytest.approx(want["rmse_domain_worst"], rel=1e-6)
