@@ -32,8 +32,8 @@ from common.methods import METHODS, LossTerm, Method, build_method
 from . import harness as H
 from .timing import interleave, make_row, quantiles, ratio_summary, skipped_row
 
-INPUT_MIXING_TARGET = 1.02  # issue 8: <= 2 % step overhead (aim 1 %)
-ATTENTION_TARGET = 1.05  # issue 8: <= 5 % over the same ViT step with CutMix
+INPUT_MIXING_TARGET = 1.02  # target: <= 2 % step overhead (aim 1 %)
+ATTENTION_TARGET = 1.05  # target: <= 5 % over the same ViT step with CutMix
 
 
 @dataclass

@@ -13,7 +13,7 @@ One call = everything a training step asks of the mixer for one batch:
 Ours is timed with the official pairing (``randperm``), with timm's ``flip`` pairing, and in place
 (``mix_inputs(..., inplace=True)`` / ``paste_box(..., inplace=True)``: timm's contract, the input
 batch is overwritten; the methods keep the copying default, see the README section).
-Target (issue 8): ours at least as fast as timm's batch mode (time ratio <= 1).
+Target: ours at least as fast as timm's batch mode (time ratio <= 1).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ of the class token's attention in the *last* block falls on each source image. T
 ship a patched copy of timm's ``vision_transformer.py`` whose last ``Attention`` returns its
 probability matrix. Here the model stays an unmodified timm ``VisionTransformer`` (fused
 ``scaled_dot_product_attention`` stays on in every block) and only the row that is needed is
-recomputed (spec ``shared/specs/transmix.md`` section 1.10, option A):
+recomputed:
 
 * a forward hook on ``model.blocks[-1].attn.qkv`` receives the ``(B, T, 3·h·d)`` projection
   (``T = P + N`` tokens, ``P = model.num_prefix_tokens`` prefix tokens, ``N`` patch tokens);
@@ -23,8 +23,8 @@ evaluation passes and batches that do not need attention pay nothing.
 
 Models without a class token feeding the classifier (GAP-headed ViTs, Swin, PVT-v2, CNNs) have
 no class-token attention. :class:`ClassTokenAttention` then reports ``available = False`` with
-the reason; the methods fall back to ``lam_attn := lam_area`` with a warning (spec section 1.10,
-option (i); the official MixPro code effectively does this for Swin).
+the reason; the methods fall back to ``lam_attn := lam_area`` with a warning (the official
+MixPro code effectively does this for Swin).
 """
 from __future__ import annotations
 
@@ -147,12 +147,12 @@ class ClassTokenAttention:
 
 def head_mean_patch_attention(rows: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
     """``(B, heads, P + N)`` class rows -> ``(B, N)``: drop the prefix columns, mean over heads
-    (the official aggregation: average the rows first, then take ratios — spec 1.6)."""
+    (the official aggregation: average the rows first, then take ratios)."""
     return rows[:, :, num_prefix_tokens:].mean(dim=1).detach().float()
 
 
 def attention_share(a: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-    """``lam_attn = sum_n a[n] m[n] / sum_n a[n]`` per sample (TransMix Sec. 3 / spec 1.6).
+    """``lam_attn = sum_n a[n] m[n] / sum_n a[n]`` per sample (TransMix Sec. 3).
 
     ``a``: (B, N) non-negative attention over patch tokens; ``token_mask``: (N,) or (B, N) in
     [0, 1] (1 = the region whose share is wanted). Normalising over patch tokens makes the ratio
@@ -174,7 +174,7 @@ def fallback_warning(method: str, reason: str) -> None:
 
 
 def materialised_class_attention(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Reference used by the tests and the benchmark (spec 1.10, option B): switch fused attention
+    """Reference used by the tests and the benchmark: switch fused attention
     off in the last block, run ``model(x)``, and read the full probability matrix at the input of
     ``attn_drop`` (post-softmax, pre-dropout). Returns the class rows ``(B, heads, P + N)``."""
     m = unwrap(model)

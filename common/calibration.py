@@ -1,7 +1,7 @@
 """Calibration metrics: ECE (equal-width bins), adaptive ECE (equal-mass bins), class-wise ECE,
 NLL, post-hoc temperature scaling and reliability-diagram bins.
 
-Definitions (spec ``shared/specs/rankmixup.md`` section 4; Guo et al., "On Calibration of Modern
+Definitions (Guo et al., "On Calibration of Modern
 Neural Networks", ICML 2017; Mukhoti et al., "Calibrating Deep Neural Networks using Focal Loss",
 NeurIPS 2020, whose evaluation code the RankMixup repository re-uses):
 

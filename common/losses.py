@@ -3,7 +3,7 @@
 ``mixed_cross_entropy(logits, y_a, y_b, lam)`` is soft-target cross-entropy for the target
 ``lam * onehot(y_a) + (1 - lam) * onehot(y_b)`` computed from two gathers of the log-softmax,
 never a dense (N, K) target. Cross-entropy is linear in the target, so this equals
-``lam * CE(y_a) + (1 - lam) * CE(y_b)`` (mixup.md section 1; timm issue #46). Label smoothing
+``lam * CE(y_a) + (1 - lam) * CE(y_b)`` (as noted in timm's GitHub issue #46). Label smoothing
 smooths each one-hot first and then mixes (timm's order); by linearity the same value.
 """
 from __future__ import annotations

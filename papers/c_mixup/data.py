@@ -1,11 +1,11 @@
 """Regression datasets (the C-Mixup track): tabular UCI/StatLib sets and LSTNet time series.
 
 Every loader reads the canonical file from the data root (``dataset.root``, ``$MIXREPRO_DATA`` or
-``./data``) in the layout of ``shared/data`` (``<root>/airfoil/airfoil_self_noise.dat`` and so
-on), fetches it from its canonical URL only when downloads are allowed (``dataset.download`` or
+``./data``) in the layout ``<root>/airfoil/airfoil_self_noise.dat`` and so
+on, fetches it from its canonical URL only when downloads are allowed (``dataset.download`` or
 ``$MIXREPRO_DOWNLOAD=1``), and otherwise fails with a message naming the exact expected path.
 Splits and scaling follow the official C-Mixup code (github.com/huaxiuyao/C-Mixup, commit
-``0b88fb3``; spec ``shared/specs/c_mixup.md`` section 2); where that code leaves a choice open
+``0b88fb3``); where that code leaves a choice open
 (NO2, whose split lives in the authors' unavailable ``.npy`` files) the choice is stated in the
 loader's docstring.
 
@@ -47,7 +47,7 @@ SOURCES: dict[str, Source] = {
         ("airfoil/airfoil_self_noise.dat",),
         "https://archive.ics.uci.edu/ml/machine-learning-databases/00291/airfoil_self_noise.dat",
         "UCI Airfoil Self-Noise, https://archive.ics.uci.edu/dataset/291/airfoil+self+noise",
-        None,  # UCI publishes no checksum (shared/data/SOURCES.md)
+        None,  # UCI publishes no checksum
     ),
     "no2": Source(
         ("no2/547_no2.tsv.gz",),
@@ -225,7 +225,7 @@ def load_no2(root=None, download=None, shuffle_seed: int = 0, source: str = "aut
       ``<root>/no2/{x,y}_{train,valid,test}.npy`` (from their Google Drive), used as they are.
     * ``source='pmlb'`` (``'auto'`` otherwise): ``<root>/no2/547_no2.tsv.gz`` (PMLB copy; the
       response is the last column ``target``). The authors' split and scaling are not known
-      (spec section 2), so we CHOOSE: rows permuted with ``shuffle_seed``, 70/10/20 split (the
+      (not in the official code), so we CHOOSE: rows permuted with ``shuffle_seed``, 70/10/20 split (the
       ``id_train_val_split`` the official config lists for NO2; 350/50/100 rows), inputs
       min-max scaled over all rows as the official Airfoil/Crime/SkillCraft loaders do, target
       unscaled. Results on this split are not directly comparable with the paper's."""

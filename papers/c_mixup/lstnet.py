@@ -1,8 +1,7 @@
 """LSTNet-style forecaster for the C-Mixup time-series tasks (Exchange-Rate, Electricity).
 
 Lai, Chang, Yang, Liu, "Modeling Long- and Short-Term Temporal Patterns with Deep Neural
-Networks", SIGIR 2018; as configured in C-Mixup's ``Learner_TimeSeries`` (spec
-``shared/specs/c_mixup.md`` sections 1.3 and 2). Written from that description:
+Networks", SIGIR 2018; as configured in C-Mixup's ``Learner_TimeSeries``. Written from that description:
 
     input  X in R^{P x m}  (the last P steps of all m series)
     C  = dropout(ReLU(conv(X)))          conv: hid_cnn filters of size (kernel x m) -> (B, hid_cnn, P-kernel+1)

@@ -1,13 +1,13 @@
 """C-Mixup — Yao, Wang, Zhang, Zou, Finn, "C-Mixup: Improving Generalization in Regression",
 NeurIPS 2022 (arXiv 2210.05775). Official code: github.com/huaxiuyao/C-Mixup (read at commit
-``0b88fb3``; ``src/algorithm.py``). Spec: ``shared/specs/c_mixup.md``.
+``0b88fb3``; ``src/algorithm.py``).
 
-Pair-sampling distribution over the whole training set (spec section 1.2), for anchor i:
+Pair-sampling distribution over the whole training set, for anchor i:
 
     k(i, j)  = exp( -||y_i - y_j||^2 / (2 sigma^2) )          Gaussian kernel on LABEL distance
     P(j | i) = k(i, j) / sum_l k(i, l)                         row-normalised; j = i is kept
 
-Per step (spec section 1.3): one ``lam ~ Beta(alpha, alpha)`` for the whole batch; for every
+Per step: one ``lam ~ Beta(alpha, alpha)`` for the whole batch; for every
 anchor i_b of the batch a partner ``j_b ~ P(. | i_b)`` drawn independently, with replacement,
 from the WHOLE training set; then
 
@@ -21,7 +21,7 @@ label differences, and sampled by inverse CDF with ``state.generator`` — vecto
 O(chunk), and identical whatever the chunk size (tested). ``sigma -> 0`` puts all mass on j = i
 (ERM); ``sigma -> inf`` gives uniform partners (the ``mixup_global`` baseline).
 
-Baselines exactly as the official code runs them (spec section 1.4):
+Baselines exactly as the official code runs them:
 * ``erm`` (common): plain MSE on shuffled batches;
 * ``mixup_global``: ``--mixtype random --use_manifold 0`` — partner drawn UNIFORMLY from the whole
   training set with replacement (self-pairs possible), one lam per batch, input mixing. This is

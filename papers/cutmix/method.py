@@ -1,7 +1,6 @@
 """CutMix — Yun, Han, Oh, Chun, Choe, Yoo, "CutMix: Regularization Strategy to Train Strong
 Classifiers with Localizable Features", ICCV 2019 (arXiv 1905.04899).
 Official code: clovaai/CutMix-PyTorch (``train.py``; lambda correction since commit ``f0c71b1``).
-Spec: ``shared/specs/cutmix.md``.
 
 Paper Eq. 1 (the mask ``M`` is 0 inside the box, 1 elsewhere):
 
@@ -11,7 +10,7 @@ Paper Eq. 2 (box): centre ``r_y ~ U(0, H)``, ``r_x ~ U(0, W)``; sides ``r_h = H 
 ``r_w = W sqrt(1 - lam)``, clipped to the image. App. A, Algorithm A1 then resets
 ``lam = 1 - area(box) / (H W)`` (the "corrected" lambda).
 
-Per training iteration, as in the official ``train.py`` (spec section 1.2):
+Per training iteration, as in the official ``train.py``:
 
     r ~ U[0, 1)                             one draw per batch; mix only if r < prob
     lam ~ Beta(alpha, alpha)                one value per batch
@@ -58,7 +57,7 @@ class CutMixParams:
 
 def cutmix_batch(x: torch.Tensor, generator: torch.Generator, alpha: float = 1.0, pairing: str = "permute",
                  correct_lam: bool = True) -> tuple[torch.Tensor, torch.Tensor, float, Box, float]:
-    """One official CutMix draw for a whole batch (spec section 1.2, steps 2-6).
+    """One official CutMix draw for a whole batch.
 
     Returns ``(x_mixed, perm, lam_eff, box, lam_requested)``. Draw order on ``generator``:
     lambda, permutation, box centre (rows, then columns). ``x`` is not modified.

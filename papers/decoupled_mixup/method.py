@@ -1,7 +1,7 @@
 """Decoupled Mixup (DM) — Liu, Li, Wang, Tan, Wu, Li, "Harnessing Hard Mixed Samples with
 Decoupled Regularizer", NeurIPS 2023 (arXiv 2203.10761). Official code: Westlake-AI/openmixup
 (``openmixup/models/losses/cross_entropy_loss.py`` ``soft_mix_cross_entropy``,
-``openmixup/models/heads/cls_mixup_head.py``). Spec: ``shared/specs/decoupled_mixup.md``.
+``openmixup/models/heads/cls_mixup_head.py``).
 
 DM is a loss term added to any mixer that reports ``(y_a, y_b, lam)``. With ``z`` the logits of
 a mixed sample, ``p = softmax(z)`` and ``a != b`` its two classes (``lam`` = share of ``a``):
@@ -18,7 +18,7 @@ of 0 or 1 add nothing, as in the official code and the paper's assumption ``a !=
 ``-log phi_{a,b}`` is computed as ``logsumexp_{c != b}(z) - z_a`` with the partner logit masked
 to ``-inf`` (no K-1 wide tensors, stable for any logits).
 
-Official-code behaviours, all opt-in (spec sections 1.5-1.6):
+Official-code behaviours, all opt-in:
 
 * ``mode`` (``both``/``less``/``more``), ``lam_scale`` (``none``/``pow``), ``lam_idx``,
   ``lam_thr``, ``thr``: openmixup's ``eta_weight`` — weights ``eta * r(lam)``, ``eta * r(1-lam)``

@@ -1,43 +1,14 @@
 """MixPro — Zhao, Huang, Hu, Zhang, Liu, "MixPro: Data Augmentation with MaskMix and Progressive
 Attention Labeling for Vision Transformer", ICLR 2023 (arXiv 2304.12043, OpenReview dRjWsd3gwsm).
-Official code: ``fistyee/MixPro`` (read at ``53a229e``). Spec: ``shared/specs/mixpro.md``.
+Official code: ``fistyee/MixPro`` (read at ``53a229e``).
 
-**MaskMix** (spec 1.3). Image side ``S``, ViT patch ``p``, cell side ``m`` with ``m % p == 0``,
-``G = S / m`` cells per side:
-
-    perm = randperm(B)                              partner of sample i is perm[i]
-    lam ~ Beta(alpha, alpha)                        one draw per batch (official)
-    n = ceil(lam G^2);  lam_area = n / G^2          quantised to whole cells
-    C_i = n random cells of G^2 set to 1            own image; layout drawn per sample
-    M_i = kron(C_i, 1_{m x m});  T_i = kron(C_i, 1_{m/p x m/p})   pixel mask, token mask
-    x~_i = M_i * x_i + (1 - M_i) * x_perm(i)
-    y~_i = lam_area s(y_i) + (1 - lam_area) s(y_perm(i))          area label (smoothed)
-
-Because ``m`` is a multiple of ``p`` every ViT patch comes from exactly one image.
-
-**Progressive Attention Labeling** (PAL, spec 1.5), on MaskMix batches only:
-
-    lam_attn_i = sum_n a_i[n] T_i[n] / sum_n a_i[n]           attention share of the own image
-    alpha_i    = cos(softmax(z_i), y~_i)                       progressive factor (official rule)
-    lam_i      = alpha_i lam_attn_i + (1 - alpha_i) lam_area
-    L          = mean_i [lam_i CE(z_i, y_i) + (1 - lam_i) CE(z_i, y_perm(i))]   (hard labels)
-
-with ``a`` the last block's head-mean class-token attention from the same forward pass
-(:mod:`common.attention`). Per batch a draw ``u < prob`` (0.5 in every official config) picks
-MaskMix; otherwise the batch gets the DeiT Mixup/CutMix switch with area labels (shared with
-``papers/transmix``), so the official mix is 50 % MaskMix / 25 % Mixup / 25 % CutMix.
-
-Registered: ``maskmix`` (MaskMix with area labels = the released configs, ``PAL_ATTN: False``)
-and ``mixpro`` (MaskMix + PAL = the paper's method).
-
-Options: ``progressive`` = ``cosine`` (official, every committed version), ``schedule`` (the
-commented-out epoch schedule read as an attention weight ``(epoch / epochs)^2``) or ``mean``
-(``alpha = 0.5``, the commented-out TransMix rule); ``detach_alpha`` (default true as in
-OpenMixup, spec decision 4; ``false`` = the official code, gradients flow through ``lam``);
-``pal_smoothing`` (default false = official unsmoothed CE in the PAL branch);
-``per_sample_ratio`` (one ratio per sample instead of per batch; the official code has it
-commented out). Models without a class token: ``lam_attn := lam_area`` with a warning (the
-official Swin/Focal runs are MaskMix without PAL).
+**MaskMix**: ``n = ceil(lam G^2)`` random cells of a ``G x G`` grid (cell side a multiple of the
+ViT patch) keep the own image, the rest show ``x_perm(i)``; label ``lam_area = n / G^2``.
+**PAL** (MaskMix batches only): ``lam_i = alpha_i lam_attn_i + (1 - alpha_i) lam_area`` with
+``lam_attn`` the own image's share of the last block's class attention and
+``alpha_i = cos(softmax(z_i), y~_i)``. Other batches get the DeiT Mixup/CutMix switch
+(:mod:`common.deit_mix`). Registered: ``maskmix`` (area labels, the released configs) and
+``mixpro`` (MaskMix + PAL). Equations, options and sources: README.
 """
 from __future__ import annotations
 
@@ -194,7 +165,7 @@ def pal_lambda(alpha: torch.Tensor, lam_attn: torch.Tensor, lam_area: torch.Tens
 @dataclass
 class MixProParams(MaskMixParams):
     progressive: str = "cosine"  # "cosine" (official) | "schedule" | "mean"
-    detach_alpha: bool = True  # OpenMixup / spec decision 4; false = official (gradient through lam)
+    detach_alpha: bool = True  # as OpenMixup; false = official (gradient through lam)
     pal_smoothing: bool = False  # official PAL branch: unsmoothed hard-label CE
 
     def __post_init__(self):

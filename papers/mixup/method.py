@@ -1,7 +1,7 @@
 """mixup — Zhang, Cisse, Dauphin, Lopez-Paz, "mixup: Beyond Empirical Risk Minimization",
 ICLR 2018 (arXiv 1710.09412). Official code: facebookresearch/mixup-cifar10.
 
-Per batch (official code, spec ``shared/specs/mixup.md`` section 1):
+Per batch (official code):
 
     lam ~ Beta(alpha, alpha)            one draw per batch (alpha > 0; for no mixing use `erm` or prob 0)
     perm = randperm(N)                  partners within the batch, fixed points allowed

@@ -1,5 +1,5 @@
-"""Calibration baselines of the RankMixup comparison (spec ``shared/specs/rankmixup.md`` section 2,
-"Baselines available in the repo"). Cross-entropy is ``erm`` and vanilla mixup is ``mixup``
+"""Calibration baselines of the RankMixup comparison (those available in the official repository).
+Cross-entropy is ``erm`` and vanilla mixup is ``mixup``
 (papers/mixup); the two loss-based baselines get their own method names so that tables, which
 group rows by method name, show them as separate rows:
 

@@ -1,13 +1,12 @@
 """RankMixup -- Noh, Park, Lee, Ham, "RankMixup: Ranking-Based Mixup Training for Network
 Calibration", ICCV 2023, pp. 1358-1368 (arXiv 2308.11990).
 Official code: github.com/cvlab-yonsei/RankMixup (read at e5dc77f; ``calibrate/losses/rankmixup.py``).
-Spec: ``shared/specs/rankmixup.md`` (sections 1 and 5).
 
 Instead of training on mixed soft labels, RankMixup asks the network to rank confidences: a raw
 sample should be more confident than a mixup-augmented version of it (MRL), and among several
 augmented versions those keeping more of the raw sample should be more confident (M-NDCG).
 
-Per step, for a batch ``(x_i, y_i)``, ``i = 1..B`` (spec 1.2)::
+Per step, for a batch ``(x_i, y_i)``, ``i = 1..B``::
 
     (1) z_i = f(x_i)                                   raw forward pass (BatchNorm: raw batch)
     (2) for q = 1..Q:  lam_q ~ Beta(a, a)  (one scalar per copy),  pi_q = randperm(B)
@@ -33,7 +32,7 @@ Per step, for a batch ``(x_i, y_i)``, ``i = 1..B`` (spec 1.2)::
     score_i = min(DCG_i / IDCG_i, IDCG_i / DCG_i)                    ratio="symmetric" (code)
     L_MNDCG = mean_i (1 - score_i)
 
-Official-code choices kept as defaults, alternatives as documented flags (spec section 5):
+Official-code choices kept as defaults, alternatives as documented flags:
 ``space`` ("logit" code / "prob" as the paper's summaries write MRL), ``mask``
 ("official_broadcast" / "per_sample"), ``relevance`` ("max_label" code / "anchor_label" = the
 soft label's weight on the raw sample's class, lam_q for a cross-class partner), ``ratio``

@@ -1,4 +1,4 @@
-"""The RankMixup paper's networks (spec ``shared/specs/rankmixup.md`` section 2; official
+"""The RankMixup paper's networks (official
 ``calibrate/net/resnet_mixup.py`` builders ``resnet50_cifar`` / ``resnet50_tiny`` and the
 ResNet-101 variants): bottleneck ResNets (He et al., CVPR 2016) with a CIFAR-style stem -- a 3x3
 convolution with stride 1 and no max-pool -- and stages of [3, 4, 6, 3] (ResNet-50) or

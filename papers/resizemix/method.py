@@ -1,9 +1,8 @@
 """ResizeMix — Qin, Fang, Zhang, Liu, Wang, Wang, "ResizeMix: Mixing Data with Preserved Object
 Information and True Labels", arXiv 2012.11101 (2020). Code released with the paper: none that we
 could confirm; reference implementations used for comparison are mmpretrain's ``ResizeMix`` batch
-augment and openmixup's ``resizemix`` (described, not copied). Description we implemented:
-``shared/specs/seventh_method_candidates.md`` (items marked *(check)* there were not read in the
-paper itself; see ``papers/resizemix/README.md``).
+augment and openmixup's ``resizemix`` (described, not copied). Items marked *(check)* below could
+not be confirmed in the paper itself (see ``papers/resizemix/README.md``).
 
 Idea (abstract): instead of cutting a patch out of the partner ("source") image, which may miss
 the object (*object information missing*) while its label is still counted (*label

@@ -1,38 +1,16 @@
 """TransMix — Chen, Sun, He, Torr, Yuille, Bai, "TransMix: Attend to Mix for Vision Transformers",
-CVPR 2022 (arXiv 2111.09833). Official code: ``Beckschen/TransMix`` (read at ``0e4d31e``), built on
-timm 0.5.4's ``Mixup``. Spec: ``shared/specs/transmix.md``.
+CVPR 2022 (arXiv 2111.09833). Official code: ``Beckschen/TransMix`` (read at ``0e4d31e``).
 
-TransMix keeps the DeiT image mixing (timm ``Mixup`` in ``batch`` mode: one decision, one lambda and
-one box per batch, partner ``j = B-1-i``) and changes only the *label* of CutMix batches. With
-``A`` the partner image whose pixels fill the box (spec sections 1.3-1.7):
+DeiT mixing (:mod:`common.deit_mix`); CutMix batches are relabelled by the last block's
+class-token attention, with ``A`` the partner whose pixels fill the box:
 
-    lam_area = |box| / (H W)                                   partner's pixel share (1.3)
-    m[n]     = 1 if patch n's top-left pixel lies in the box    box -> token mask (1.5)
-    a        = mean_h softmax(q_cls K^T / sqrt(d))[h, P:]       last block, class row (1.4)
-    lam_attn = sum_n a[n] m[n] / sum_n a[n]                    attention share (1.6)
-    lam      = w lam_area + (1 - w) lam_attn                   (1.7), w = area_weight
+    lam_area = |box| / (H W)                                   partner's pixel share
+    lam_attn = sum_n a[n] m[n] / sum_n a[n]                    attention share, m = box token mask
+    lam      = w lam_area + (1 - w) lam_attn                   w = area_weight (0.5 = paper Sec. 4.1)
     target_i = (1 - lam_i) s(y_i) + lam_i s(y_{B-1-i})          s = label smoothing
 
-``area_weight = 0.5`` (default) is the rule of the paper's experiments (Section 4.1, quoted by
-the authors in issue #7) and of the released code (``lam = (lam0 + lam1) / 2``).
-``area_weight = 0`` is the pure-attention definition of the paper's Figure 1 (``lam = lam_attn``);
-run it as a labelled ablation (spec section 4, decision 1). Mixup batches keep their ordinary
-target (the code never relabels them).
-
-Also registered here: ``deit_mix``, the DeiT mixing recipe without attention labels (timm
-``Mixup``: mixup alpha 0.8 / cutmix alpha 1.0 / switch probability 0.5 / apply probability 1 /
-label smoothing from ``train.label_smoothing``) — TransMix's and MixPro's baseline.
-
-Options (each documented in the README):
-
-* ``token_mask``: ``topleft`` (official ``nn.Upsample(mode='nearest')`` on the pixel mask: a
-  token is "partner" iff its patch's top-left pixel is in the box), ``center`` (patch centre,
-  ``nearest-exact``) or ``area`` (fraction of the patch covered; uniform attention then returns
-  ``lam_area`` exactly) — spec section 4, decision 5;
-* ``switch_prob``: the DeiT-S config meant 0.8 but ran 0.5 (spec section 4, decision 3); DeiT-B
-  config 0.8;
-* models without a class token: ``lam_attn := lam_area`` with a warning (so ``transmix`` trains
-  exactly like ``deit_mix`` with CutMix labels averaged with themselves).
+Also registered: ``deit_mix`` (the same mixing with area labels; TransMix's and MixPro's
+baseline). Options and their sources: README, "How it works in the code".
 """
 from __future__ import annotations
 
@@ -79,7 +57,7 @@ class DeiTMix(Method):
 
 # --------------------------------------------------------------------------- TransMix
 def box_token_mask(box: Box, h: int, w: int, patch: int, rule: str = "topleft") -> torch.Tensor:
-    """Box -> flattened (gh*gw,) token mask at patch resolution (spec section 1.5); 1 = partner.
+    """Box -> flattened (gh*gw,) token mask at patch resolution; 1 = partner.
 
     * ``topleft``: official — ``nn.Upsample(size=g, mode='nearest')`` of the pixel mask samples
       pixel ``(r p, c p)``: token ``(r, c)`` is in iff ``r0 <= r p < r1`` and ``c0 <= c p < c1``;
@@ -106,7 +84,7 @@ def box_token_mask(box: Box, h: int, w: int, patch: int, rule: str = "topleft") 
 
 
 def transmix_lambda(lam_area: float | torch.Tensor, lam_attn: torch.Tensor, area_weight: float) -> torch.Tensor:
-    """Eq. of spec 1.7: ``lam = w lam_area + (1 - w) lam_attn`` (partner's share)."""
+    """``lam = w lam_area + (1 - w) lam_attn`` (partner's share)."""
     return area_weight * lam_area + (1.0 - area_weight) * lam_attn
 
 
