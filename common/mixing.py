@@ -121,11 +121,16 @@ def box_mask(boxes: list[Box], h: int, w: int, device=None) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- masks
 def mask_mix(x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mix with a spatial mask that is 1 where the *partner* shows through.
+    """Mix image batches with a spatial mask: ``x * (1 - mask) + x[index] * mask``.
 
-    ``mask`` is (h, w), (1, 1, h, w) or (N, 1, h, w) with values in [0, 1]. Returns the mixed
-    batch and the per-sample ``lam`` = share of the anchor kept = ``1 - mean(mask)``.
+    Convention: ``mask`` is 1 where the *partner* ``x[index]`` shows through, 0 where the anchor
+    is kept (MixPro's cell masks, which mark the own image, are passed as ``1 - M``). Images only:
+    ``x`` must be 4-D (N, C, H, W); ``mask`` is (H, W), (1, 1, H, W) or (N, 1, H, W) with values
+    in [0, 1]. Returns the mixed batch and the per-sample ``lam`` = share of the anchor kept =
+    ``1 - mean(mask)``.
     """
+    if x.dim() != 4:
+        raise ValueError(f"mask_mix needs a 4-D image batch (N, C, H, W), got shape {tuple(x.shape)}")
     m = mask.to(x.device, x.dtype)
     while m.dim() < 4:
         m = m.unsqueeze(0)

@@ -1,6 +1,6 @@
 """C-Mixup (papers/c_mixup) and the regression track (papers/c_mixup/data.py, regression metrics).
 
-Worked numbers are the spec's (shared/specs/c_mixup.md section 6)."""
+Worked numbers are hand-computed from the paper's kernel and the official code's splits."""
 from __future__ import annotations
 
 import contextlib
@@ -377,7 +377,11 @@ def test_skillcraft_league_split():
 
 def test_best_val_is_accepted_without_val_size_for_regression_sets():
     for name in ("diabetes", "airfoil", "no2", "exchange_rate", "communities", "skillcraft", "electricity"):
-        validate_run_config(resolve({"dataset": {"name": name}, "model": {"name": "mlp"},
+        assert validate_run_config(resolve({"dataset": {"name": name}, "model": {"name": "mlp"},
+                                            "train": {"select": "best_val"}})) is None
+    # the check is live: a dataset without its own validation split needs dataset.val_size
+    with pytest.raises(ConfigError, match="val_size"):
+        validate_run_config(resolve({"dataset": {"name": "digits"}, "model": {"name": "resnet8"},
                                      "train": {"select": "best_val"}}))
 
 

@@ -1,4 +1,4 @@
-"""common/calibration.py: the spec's hand-computed cases (shared/specs/rankmixup.md section 6.3),
+"""common/calibration.py: hand-computed cases,
 agreement with torchmetrics where it computes the same quantity, an independent re-implementation
 of the official AdaECE, and temperature scaling."""
 from __future__ import annotations

@@ -83,13 +83,3 @@ def test_cifar10_offline_and_missing_names_the_expected_files(tmp_path, monkeypa
     msg = str(e.value)
     assert str(tmp_path / "cifar10" / "cifar-10-batches-py") in msg and "data_batch_1" in msg
     assert "cs.toronto.edu" in msg and not (tmp_path / "cache").exists()
-
-
-def test_truncated_zip_is_a_clear_error_and_leaves_no_cache(tmp_path, monkeypatch):
-    d = tmp_path / "cifar10"
-    d.mkdir()
-    (d / "cifar10.zip").write_bytes(b"PK\x03\x04 truncated")
-    monkeypatch.setenv("MIXREPRO_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(DataError, match="corrupt or truncated"):
-        load_cifar10(root=str(tmp_path))
-    assert not list((tmp_path / "cache").glob("*.npz")) if (tmp_path / "cache").exists() else True

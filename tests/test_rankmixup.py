@@ -1,5 +1,4 @@
-"""RankMixup (papers/rankmixup): the spec's worked examples as exact equalities
-(shared/specs/rankmixup.md section 6), invariants (hypothesis), the step's structure, baselines,
+"""RankMixup (papers/rankmixup): hand-computed worked examples as exact equalities, invariants (hypothesis), the step's structure, baselines,
 models, datasets, configs, tables/plots and a 1-epoch end-to-end run of every method."""
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "papers" / "rankmixup"
 LOG2 = math.log2
 
-# --------------------------------------------------------------------------- MRL (spec 6.1)
+# --------------------------------------------------------------------------- MRL
 RAW = torch.tensor([[3, 1, 0], [0.5, 2.5, 0], [1, 0, 2], [2, 2, 0]], dtype=torch.float64)
 AUG = torch.tensor([[2, 1.5, 0], [0, 3, 0.5], [1, 1, 1], [2.5, 0, 0]], dtype=torch.float64)
 ALL = torch.ones(4, dtype=torch.bool)
@@ -94,7 +93,7 @@ def test_mrl_raw_shift_changes_logit_version():
     assert rm.mrl(RAW + 1.0, AUG, ALL, 2.0).item() == pytest.approx(0.75, abs=1e-7)  # hinges [0, 1.5, 0, 1.5]
 
 
-# --------------------------------------------------------------------------- M-NDCG (spec 6.2)
+# --------------------------------------------------------------------------- M-NDCG
 REL = torch.tensor([[0.8], [0.55], [0.7]], dtype=torch.float64)  # lambdas [0.8, 0.55, 0.3], cross-class
 IDCG = 1 + 0.8 / LOG2(3) + 0.7 / 2 + 0.55 / LOG2(5)
 

@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.config import plan, resolve
+from common.config import plan
 from common.losses import cross_entropy
 from common.methods import METHODS, Batch, ConfigError, RunContext, TrainState, build_method
-from common.train import train
 from papers.resizemix.method import patch_size, resize_batch, resizemix_batch, sample_position
 
 
@@ -235,16 +234,3 @@ def test_grid_shares_the_baseline_runs():
     if by_c.get("cutmix"):
         mine_c = {r for r in by_c["resizemix"] if not r.startswith("resizemix-")}
         assert mine_c <= set(by_c["cutmix"]), "erm/cutmix cpu runs must be the CutMix grid's"
-
-
-@pytest.mark.parametrize("method", [{"name": "resizemix"}, {"name": "resizemix", "mode": "nearest",
-                                                             "placement": "clip", "prob": 0.5},
-                                    {"name": "resizemix+dm"}])
-def test_end_to_end_one_epoch(tmp_path, method):
-    if "+dm" in method["name"] and "dm" not in METHODS:
-        pytest.skip("the DM loss term is not available")
-    cfg = resolve({"dataset": {"name": "digits", "train_size": 256, "val_size": 100, "test_size": 200},
-                   "model": {"name": "resnet8", "width": 8},
-                   "method": method, "train": {"epochs": 1, "batch_size": 128}, "eval": {"occlusion": None}})
-    res = train(cfg, tmp_path / "run")
-    assert 0 <= res["test"]["top1"] <= 100 and (tmp_path / "run" / "metrics.json").exists()

@@ -2,34 +2,19 @@
 NeurIPS 2022 (arXiv 2210.05775). Official code: github.com/huaxiuyao/C-Mixup (read at commit
 ``0b88fb3``; ``src/algorithm.py``).
 
-Pair-sampling distribution over the whole training set, for anchor i:
+Partners are sampled over the whole training set by label distance, for anchor i:
 
-    k(i, j)  = exp( -||y_i - y_j||^2 / (2 sigma^2) )          Gaussian kernel on LABEL distance
-    P(j | i) = k(i, j) / sum_l k(i, l)                         row-normalised; j = i is kept
+    P(j | i) = exp(-||y_i - y_j||^2 / (2 sigma^2)) / sum_l (same)       j = i is kept
 
-Per step: one ``lam ~ Beta(alpha, alpha)`` for the whole batch; for every
-anchor i_b of the batch a partner ``j_b ~ P(. | i_b)`` drawn independently, with replacement,
-from the WHOLE training set; then
+Per step one ``lam ~ Beta(alpha, alpha)``; for each anchor ``j ~ P(. | i)`` (with replacement);
+inputs (``layer = 0``) or one hidden layer (``model.forward_mix``) and labels are mixed with
+``lam``; loss = MSE. ``P`` is never stored: the rows of the current anchors are computed in log
+space in chunks and sampled by inverse CDF with ``state.generator`` (identical for any chunk size).
 
-    x~ = lam x_i + (1 - lam) x_j     (input mixing, layer = 0)  or
-    h~ = lam g(x_i) + (1 - lam) g(x_j) at one fixed hidden layer (layer >= 1, ``model.forward_mix``)
-    y~ = lam y_i + (1 - lam) y_j,    loss = MSE(f(x~), y~)      (no extra loss on the anchors)
-
-``P`` is never stored as an N x N matrix: the rows of the current anchors are computed in
-log space (softmax of ``-d^2 / (2 sigma^2)``), in chunks of at most ``chunk_elems`` pairwise
-label differences, and sampled by inverse CDF with ``state.generator`` — vectorised, memory
-O(chunk), and identical whatever the chunk size (tested). ``sigma -> 0`` puts all mass on j = i
-(ERM); ``sigma -> inf`` gives uniform partners (the ``mixup_global`` baseline).
-
-Baselines exactly as the official code runs them:
-* ``erm`` (common): plain MSE on shuffled batches;
-* ``mixup_global``: ``--mixtype random --use_manifold 0`` — partner drawn UNIFORMLY from the whole
-  training set with replacement (self-pairs possible), one lam per batch, input mixing. This is
-  the paper's "mixup" column; the in-batch-permutation ``mixup`` of papers/mixup is a different
-  partner rule.
-* ``manifold_mixup_global``: ``--mixtype random --use_manifold 1`` — the same uniform partners,
-  mixed at the FIXED layer (after the MLP's first block, after LSTNet's convolution); the paper's
-  "ManiMix" column. (papers/mixup's ``manifold_mixup`` pairs within the batch.)
+Baselines as the official code runs them: ``mixup_global`` (uniform partners from the whole
+training set, input mixing; the paper's "mixup" column) and ``manifold_mixup_global`` (the same
+partners at the fixed hidden layer; "ManiMix"). papers/mixup's ``mixup`` / ``manifold_mixup``
+pair within the batch instead.
 """
 from __future__ import annotations
 

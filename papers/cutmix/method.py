@@ -2,31 +2,18 @@
 Classifiers with Localizable Features", ICCV 2019 (arXiv 1905.04899).
 Official code: clovaai/CutMix-PyTorch (``train.py``; lambda correction since commit ``f0c71b1``).
 
-Paper Eq. 1 (the mask ``M`` is 0 inside the box, 1 elsewhere):
-
-    x~ = M * x_A + (1 - M) * x_B          y~ = lam * y_A + (1 - lam) * y_B
-
-Paper Eq. 2 (box): centre ``r_y ~ U(0, H)``, ``r_x ~ U(0, W)``; sides ``r_h = H sqrt(1 - lam)``,
-``r_w = W sqrt(1 - lam)``, clipped to the image. App. A, Algorithm A1 then resets
-``lam = 1 - area(box) / (H W)`` (the "corrected" lambda).
-
-Per training iteration, as in the official ``train.py``:
+Per training iteration, as in the official ``train.py`` (Eq. 1-2, Algorithm A1):
 
     r ~ U[0, 1)                             one draw per batch; mix only if r < prob
     lam ~ Beta(alpha, alpha)                one value per batch
     perm = randperm(N)                      partners; fixed points allowed
     box = rand_bbox(H, W, lam)              one box per batch (common.mixing.sample_box)
     x~[:, :, box] = x[perm][:, :, box]
-    lam_eff = 1 - area(box) / (H W)         Algorithm A1 / commit f0c71b1
+    lam_eff = 1 - area(box) / (H W)         the "corrected" lambda
     L = lam_eff * CE(f(x~), y) + (1 - lam_eff) * CE(f(x~), y[perm])
 
-Options for the variants users compare against (each off by default):
-
-* ``pairing: flip`` — timm's ``Mixup`` pairs ``i <-> N-1-i`` (even N only);
-* ``per_sample: true`` — timm's ``mode='elem'``: every sample draws its own apply decision
-  (probability ``prob``), its own lambda and its own box;
-* ``correct_lam: false`` — the first public code release: the loss uses the requested ``lam``
-  instead of the pasted-area fraction.
+Options (``pairing: flip``, ``per_sample``, ``correct_lam: false``) for the variants users
+compare against: README.
 """
 from __future__ import annotations
 

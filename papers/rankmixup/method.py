@@ -2,43 +2,19 @@
 Calibration", ICCV 2023, pp. 1358-1368 (arXiv 2308.11990).
 Official code: github.com/cvlab-yonsei/RankMixup (read at e5dc77f; ``calibrate/losses/rankmixup.py``).
 
-Instead of training on mixed soft labels, RankMixup asks the network to rank confidences: a raw
-sample should be more confident than a mixup-augmented version of it (MRL), and among several
+A raw sample should be more confident than its mixup-augmented versions (MRL), and among several
 augmented versions those keeping more of the raw sample should be more confident (M-NDCG).
+Per step: ``z = f(x)`` (raw pass); ``Q`` mixed copies ``x~_q = lam_q x + (1 - lam_q) x[pi_q]``
+(one ``lam_q ~ Beta(a, a)`` and one ``randperm`` per copy) in ONE second pass; then
+``L = CE(z, y) + w * L_rank`` (no loss on the mixed labels).
 
-Per step, for a batch ``(x_i, y_i)``, ``i = 1..B``::
+* ``rankmixup_mrl`` (Q = 1): ``h_i = max(0, max_k z~_ik - max_k z_ik + m)`` on samples whose mixed
+  label is not one-hot;
+* ``rankmixup_mndcg`` (Q = 3): ``1 - min(DCG/IDCG, IDCG/DCG)`` with confidences as gains and
+  ``max(lam_q, 1 - lam_q)`` as relevances, the raw sample ranked first.
 
-    (1) z_i = f(x_i)                                   raw forward pass (BatchNorm: raw batch)
-    (2) for q = 1..Q:  lam_q ~ Beta(a, a)  (one scalar per copy),  pi_q = randperm(B)
-            x~_qi = lam_q x_i + (1 - lam_q) x_{pi_q(i)}
-            t_qi  = lam_q onehot(y_i) + (1 - lam_q) onehot(y_{pi_q(i)})
-    (3) z~_qi = f(x~_qi)                               ONE second pass over the Q*B mixed images
-    (4) L = CE(z, y) + w * L_rank                      no loss on the mixed labels; gradients of
-                                                       L_rank reach both branches
-
-``rankmixup_mrl`` (Q = 1), mixup ranking loss, Eq. "MRL" (official code: on max LOGITS)::
-
-    h_i   = max(0, max_k z~_ik - max_k z_ik + m)
-    keep_i = [t_i is not one-hot]  (partner of another class and 0 < lam < 1)
-    L_MRL = mean_i(h_i) * mean_j(keep_j)            mask="official_broadcast" (code's reduction)
-          = (1/B) sum_i keep_i h_i                  mask="per_sample" (the evident intent)
-
-``rankmixup_mndcg`` (Q = 3), M-NDCG, per raw sample i::
-
-    c_0 = max_k softmax(z_i)_k,  c_q = max_k softmax(z~_qi)_k       (confidences = gains)
-    r_0 = 1,  r_q = max_k t_qik = max(lam_q, 1 - lam_q) or 1 for a same-class partner
-    copies sorted by r_q descending (stable: ties keep the copy order); the raw sample is rank 1
-    DCG_i  = sum_n c_(n) / log2(n + 1),   IDCG_i = sum_n r_(n) / log2(n + 1)
-    score_i = min(DCG_i / IDCG_i, IDCG_i / DCG_i)                    ratio="symmetric" (code)
-    L_MNDCG = mean_i (1 - score_i)
-
-Official-code choices kept as defaults, alternatives as documented flags:
-``space`` ("logit" code / "prob" as the paper's summaries write MRL), ``mask``
-("official_broadcast" / "per_sample"), ``relevance`` ("max_label" code / "anchor_label" = the
-soft label's weight on the raw sample's class, lam_q for a cross-class partner), ``ratio``
-("symmetric" code / "dcg_over_idcg" = plain 1 - DCG/IDCG). Deliberate deviations: the one-hot
-test uses class equality and lam in {0, 1} (the code compares float entries to exactly 1.0), and
-tied relevances are ordered stably (the code's argsort is unstable).
+Official-code choices are the defaults; the alternatives (``space``, ``mask``, ``relevance``,
+``ratio``) and the two deliberate deviations are listed in the README.
 """
 from __future__ import annotations
 

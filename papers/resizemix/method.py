@@ -1,38 +1,17 @@
 """ResizeMix — Qin, Fang, Zhang, Liu, Wang, Wang, "ResizeMix: Mixing Data with Preserved Object
-Information and True Labels", arXiv 2012.11101 (2020). Code released with the paper: none that we
-could confirm; reference implementations used for comparison are mmpretrain's ``ResizeMix`` batch
-augment and openmixup's ``resizemix`` (described, not copied). Items marked *(check)* below could
-not be confirmed in the paper itself (see ``papers/resizemix/README.md``).
+Information and True Labels", arXiv 2012.11101 (2020). No released code could be confirmed;
+mmpretrain's ``ResizeMix`` and openmixup's ``resizemix`` were read for comparison (not copied).
 
-Idea (abstract): instead of cutting a patch out of the partner ("source") image, which may miss
-the object (*object information missing*) while its label is still counted (*label
-misallocation*), shrink the WHOLE source image and paste it into the target image; the pasted
-patch carries the source's object, and the label share equals the pasted area.
+Shrink the WHOLE partner ("source") image and paste it into the target, so the patch carries the
+source's object and the label share equals the pasted area. Per batch (one draw of each):
 
-Per training batch (one draw of each quantity per batch, as CutMix's official code does):
+    tau ~ U(alpha_low, alpha_high)            scale rate, default (0.1, 0.8)
+    perm = randperm(N)                        source of anchor i is x[perm[i]]
+    P = resize(x[perm], floor(tau H) x floor(tau W)); (r0, c0) uniform with P inside the image
+    x~ = x with P pasted at (r0, c0);   a = h w / (H W);   lam = 1 - a (anchor's share)
 
-    r ~ U[0, 1)                               only when prob < 1; mix iff r < prob
-    tau ~ U(alpha, beta)                      scale rate; (alpha, beta) = (alpha_low, alpha_high),
-                                              default (0.1, 0.8)                          (check)
-    perm = randperm(N)                        source image of anchor i is x[perm[i]]
-    P = R(x[perm], tau)                       resize to (h, w) = (floor(tau H), floor(tau W))
-                                              with F.interpolate (bilinear | nearest)
-    (r0, c0) ~ U{0..H-h} x U{0..W-w}          top-left corner, patch fully inside the image
-    x~ = Paste(x, P, r0, c0)                  x~[:, :, r0:r0+h, c0:c0+w] = P
-    a  = h w / (H W)                          pasted area fraction (= tau^2 up to the floors)
-    y~ = (1 - a) y + a y[perm]                lam = 1 - a is the anchor's share (our convention,
-                                              common.mixing); MixInfo(y, y[perm], lam, perm)
-
-When ``h == 0`` or ``w == 0`` (tau below 1/H or 1/W) nothing is pasted: ``x~ = x`` and ``lam = 1``.
-
-Options (defaults are the description above):
-
-* ``mode: nearest`` — nearest-neighbour resizing instead of bilinear (openmixup defaults to
-  nearest, mmpretrain to bilinear; the paper's choice is not confirmed);
-* ``placement: clip`` — CutMix-style placement (candidate description): the patch centre is
-  uniform over the image (``cy ~ U{0..H-1}``, top row ``cy - h // 2``) and the part of the patch
-  that falls outside the image is cut off; ``a`` is then the area that was really pasted;
-* ``pairing: flip`` — timm-style partner ``N-1-i`` (even batches only).
+An empty patch (``tau`` below 1/H or 1/W) pastes nothing: ``lam = 1``. Options (``mode``,
+``placement``, ``pairing``, ``prob``) and which details are unconfirmed: README.
 """
 from __future__ import annotations
 

@@ -119,11 +119,13 @@ def test_tiny_zip_loads_and_is_cached(offline):
     assert (again.train.x == s.train.x).all() and (again.test.y == s.test.y).all()
 
 
-def test_truncated_zip_is_a_clear_error_and_leaves_no_cache(offline):
+@pytest.mark.parametrize("keep", ["half", "header"])
+def test_truncated_zip_is_a_clear_error_and_leaves_no_cache(offline, keep):
+    """Cut at half the archive, or only a local-file header left (``PK\x03\x04`` + junk)."""
     root, cache = offline
     path = _zip(root)
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: len(data) // 2] if keep == "half" else b"PK\x03\x04 truncated")
     with pytest.raises(DataError, match="corrupt or truncated") as e:
         load_cifar10()
     assert str(path) in str(e.value)
