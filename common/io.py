@@ -2,10 +2,12 @@
 
 Every result file is written to a unique temporary file in the same directory and then
 ``os.replace``-d into place, so a kill during a write leaves the previous file intact and
-concurrent jobs never share a temporary file.
+concurrent jobs never share a temporary file. A failed write raises :class:`WriteError`
+(``cannot write <what> <path>: <reason>``); ``dir_lock`` serialises writers of one directory.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,20 +21,75 @@ _UMASK = os.umask(0o022)  # read the process umask (only possible by setting it)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+class WriteError(OSError):
+    """Writing an output file failed (disk full, file-size limit, a regular file where a directory
+    should be, no permission): names what and where, e.g. ``cannot write checkpoint <path>: No
+    space left on device``. The original error is chained as ``__cause__``."""
+
+    def __init__(self, what: str, path, err: OSError | str):
+        if isinstance(err, OSError):
+            super().__init__(err.errno, err.strerror or str(err))
+            reason = err.strerror or str(err)
+        else:
+            super().__init__(str(err))
+            reason = str(err)
+        self.what, self.path, self.reason = what, Path(path), reason
+
+    def __str__(self) -> str:
+        return f"cannot write {self.what} {self.path}: {self.reason}"
+
+
+def check_writable_dir(path, what: str = "output directory") -> None:
+    """Raise :class:`WriteError` if directory ``path`` cannot be created or written: an existing
+    non-directory on the way (``--out`` under a regular file) or an unwritable nearest ancestor.
+    Creates nothing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    for p in [path, *path.parents]:
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise WriteError(what, path, f"{p} exists and is not a directory")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise WriteError(what, path, f"{p} is not writable")
+            return
+
+
+def write_temp(path, data: bytes, what: str = "file") -> str:
+    """Write ``data`` completely (fsync'd, umask permissions) to a new unique hidden temporary file
+    beside ``path`` and return its name; the caller moves it into place with ``os.replace``. Any
+    OSError becomes a :class:`WriteError` naming ``what`` and ``path``; nothing is left behind."""
+    path = Path(path)
+    tmp = None
     try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a regular file where a directory should be
+            raise NotADirectoryError(20, f"{path.parent} exists and is not a directory") from None
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
             if hasattr(os, "fchmod"):  # mkstemp makes 0600; results are shared: use the umask like open()
                 os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+        return tmp
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(what, path, e) from e
+        raise
+
+
+def atomic_write_bytes(path, data: bytes, what: str = "file") -> None:
+    """Write ``data`` to ``path`` via a unique temporary file and ``os.replace``: readers see the old
+    or the new file, never a partial one. Failures raise :class:`WriteError` (temp file removed)."""
+    tmp = write_temp(path, data, what)
+    try:
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise WriteError(what, path, e) from e
         raise
 
 
@@ -50,22 +107,45 @@ def files_digest(paths, root=".") -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path, text: str, what: str = "file") -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), what)
 
 
-def atomic_write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+def atomic_write_json(path, obj, what: str = "file") -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n", what)
 
 
-def atomic_torch_save(obj, path) -> None:
+def atomic_torch_save(obj, path, what: str = "checkpoint") -> None:
     import io
 
     import torch
 
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), what)
+
+
+@contextlib.contextmanager
+def dir_lock(directory, shared: bool = False):
+    """Hold an advisory ``fcntl.flock`` on ``<directory>/.lock`` (exclusive unless ``shared``).
+    Processes and threads each open their own descriptor, so they exclude each other. Where
+    ``fcntl`` does not exist (Windows), or the lock cannot be taken, this is a no-op."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        fcntl = None
+    fd = None
+    try:
+        if fcntl is not None:
+            fd = os.open(Path(directory) / ".lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    except OSError:  # read-only directory or a filesystem without flock (some NFS setups): unlocked
+        pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
 
 
 def _jsonable(o):

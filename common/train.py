@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -83,26 +84,151 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_checkpoint(ckpt_dir: Path):
-    """The newest readable checkpoint; a corrupt ``last.pt`` falls back to ``prev.pt``."""
-    for name in ("last.pt", "prev.pt"):
-        p = ckpt_dir / name
-        if not p.exists():
-            continue
-        try:
-            return torch.load(p, map_location="cpu", weights_only=False), p
-        except Exception as e:  # truncated / corrupt file
-            warnings.warn(f"checkpoint {p} is unreadable ({type(e).__name__}: {e}); trying the previous one")
-            log(f"WARNING: checkpoint {p} is unreadable ({type(e).__name__}); falling back")
-    return None, None
+CKPT_KEYS = ("model", "optimizer", "scaler", "history", "epoch", "run_config", "code_digest")
+FINISHED = "finished.json"  # in the checkpoint dir: metrics.json was written from its last.pt
+_RUN_DIGESTS: dict[str, str] = {}
+
+
+def run_code_digest(cfg: dict, refresh: bool = False) -> str:
+    """``common.codehash.code_digest(cfg)``, taken once when the run starts (``load_checkpoint``
+    refreshes it) so checkpoints and metrics.json record the code the run was started with."""
+    from .codehash import code_digest
+
+    key = json.dumps(cfg, sort_keys=True, default=str)
+    if refresh or key not in _RUN_DIGESTS:
+        _RUN_DIGESTS[key] = code_digest(cfg)
+    return _RUN_DIGESTS[key]
+
+
+def _not_resumable(ckpt, cfg: dict, finished: bool) -> str | None:
+    """Why checkpoint ``ckpt`` cannot continue the run ``cfg`` (None: it can)."""
+    if not isinstance(ckpt, dict):
+        return f"it is not a checkpoint of this trainer (a {type(ckpt).__name__})"
+    missing = [k for k in CKPT_KEYS if k not in ckpt]
+    if missing:
+        return f"it has an older, incompatible format (no {', '.join(map(repr, missing))})"
+    if finished:
+        return "its run already finished and wrote metrics.json (retraining from scratch)"
+    if ckpt["run_config"] != cfg:
+        return "it belongs to a different config"
+    now = run_code_digest(cfg)
+    if ckpt["code_digest"] != now:
+        return f"it was written by other code (code digest {ckpt['code_digest']}, now {now})"
+    return None
+
+
+def load_checkpoint(ckpt_dir: Path, cfg: dict | None = None):
+    """``(checkpoint, path)`` of the newest readable checkpoint in ``ckpt_dir``, or ``(None, None)``.
+
+    An unreadable ``last.pt`` (truncated, corrupt) falls back to ``prev.pt`` with a warning and is
+    moved aside as ``last.pt.corrupt``, so no later save rotates it over the good ``prev.pt``. With
+    ``cfg``, the checkpoint is returned only if it can continue that run: current format, same run
+    config, same code digest, and not the end state of a run that already wrote its metrics.json;
+    otherwise the reason is logged and ``(None, None)`` returned (the run starts fresh)."""
+    from .io import dir_lock
+
+    ckpt_dir = Path(ckpt_dir)
+    if cfg is not None:
+        run_code_digest(cfg, refresh=True)
+    if not ckpt_dir.is_dir():
+        return None, None
+    ckpt = path = None
+    with dir_lock(ckpt_dir):
+        for name in ("last.pt", "prev.pt"):
+            p = ckpt_dir / name
+            if not p.exists():
+                continue
+            try:
+                ckpt, path = torch.load(p, map_location="cpu", weights_only=False), p
+                break
+            except Exception as e:  # truncated / corrupt file
+                warnings.warn(f"checkpoint {p} is unreadable ({type(e).__name__}: {e}); trying the previous one")
+                bad = p.with_name(p.name + ".corrupt")
+                try:  # never let a later save rotate a known-corrupt file over a good one
+                    os.replace(p, bad)
+                    aside = f"; moved aside to {bad.name}"
+                except OSError as e2:
+                    aside = f"; could not move it aside ({e2.strerror})"
+                log(f"WARNING: checkpoint {p} is unreadable ({type(e).__name__}){aside}; falling back")
+        finished = (ckpt_dir / FINISHED).exists()
+    if ckpt is None or cfg is None:
+        return ckpt, path
+    reason = _not_resumable(ckpt, cfg, finished)
+    if reason:
+        log(f"not resuming from checkpoint {path}: {reason}; starting fresh")
+        return None, None
+    return ckpt, path
 
 
 def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` as ``<ckpt_dir>/last.pt`` and keep the one before as ``prev.pt``.
+
+    The new file is written completely first (unique temp file, fsync); then, under an exclusive
+    ``flock`` on ``<ckpt_dir>/.lock``, ``last.pt`` is hard-linked to ``prev.pt`` and the new file
+    replaces ``last.pt`` atomically, so ``last.pt`` always exists complete once written and
+    concurrent writers never interleave. A truncated ``last.pt`` (not a complete zip) is set aside
+    as ``last.pt.corrupt`` instead of replacing the good ``prev.pt``. A failed write (disk full, file-size limit) raises
+    :class:`common.io.WriteError` and leaves both files as they were. The state gets the run's
+    code digest; a new save means the run is not finished."""
+    import zipfile
+
+    from .io import WriteError, dir_lock, write_temp
+
+    ckpt_dir = Path(ckpt_dir)
     last, prev = ckpt_dir / "last.pt", ckpt_dir / "prev.pt"
-    if last.exists():
-        os.replace(last, prev)
-    atomic_torch_save(state, last)
+    if "run_config" in state and "code_digest" not in state:
+        state = {**state, "code_digest": run_code_digest(state["run_config"])}
+    import io as _io
+
+    buf = _io.BytesIO()
+    torch.save(state, buf)
+    tmp = write_temp(last, buf.getvalue(), "checkpoint")
+    try:
+        with dir_lock(ckpt_dir):
+            (ckpt_dir / FINISHED).unlink(missing_ok=True)
+            if last.exists() and not zipfile.is_zipfile(last):  # truncated (torch.save writes a zip): never keep it as prev
+                os.replace(last, last.with_name("last.pt.corrupt"))
+                log(f"WARNING: checkpoint {last} is truncated; moved aside to last.pt.corrupt, prev.pt kept")
+            if last.exists():
+                link = ckpt_dir / f".prev.pt.{os.getpid()}.{threading.get_ident()}.tmp"
+                try:
+                    link.unlink(missing_ok=True)
+                    os.link(last, link)
+                    os.replace(link, prev)
+                except OSError:  # no hard links on this filesystem: move (last.pt is briefly absent)
+                    link.unlink(missing_ok=True)
+                    os.replace(last, prev)
+            os.replace(tmp, last)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError("checkpoint", last, e) from e
+        raise
+
+
+def write_metrics(path: Path, result: dict, ckpt_dir: Path | None = None) -> None:
+    """Write ``metrics.json`` atomically, then mark the checkpoint dir as finished: deleting
+    metrics.json later retrains from scratch instead of resuming the final checkpoint."""
+    from .io import dir_lock
+
+    atomic_write_json(path, result, "metrics")
+    if ckpt_dir is not None and Path(ckpt_dir).is_dir():
+        with dir_lock(ckpt_dir):
+            atomic_write_json(Path(ckpt_dir) / FINISHED, {"metrics": str(path)}, "checkpoint marker")
+
+
+def _remove_if_empty(out_dir: Path, created: list[Path]) -> None:
+    """After a failed run: remove ``out_dir`` if it holds nothing but an empty ``epochs.jsonl``,
+    then the (now empty) parent directories this run created. Never a directory with other files."""
+    try:
+        log_file = out_dir / "epochs.jsonl"
+        if log_file.is_file() and log_file.stat().st_size == 0 and [p.name for p in out_dir.iterdir()] == [log_file.name]:
+            log_file.unlink()
+        for d in [out_dir, *created]:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- main loop
@@ -182,7 +308,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
     history: list[dict] = []
     start_epoch, best = 0, None
     train_time, train_cpu = 0.0, 0.0  # epoch-loop wall and process-CPU seconds
-    ckpt, ckpt_path = load_checkpoint(ckpt_dir)
+    ckpt, ckpt_path = load_checkpoint(ckpt_dir, cfg)
     if ckpt is not None:
         if ckpt.get("run_config") != cfg:
             log(f"checkpoint {ckpt_path} belongs to a different config; starting fresh")
@@ -284,11 +410,12 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
             "wall_time_sec": round(time.time() - t0, 2), "train_time_sec": round(train_time, 2),
             "train_cpu_sec": round(train_cpu, 2),
             "resumed_from_epoch": start_epoch, "argv": sys.argv,
+            "code_digest": run_code_digest(cfg),
             "dataset_sizes": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
                               "test": len(splits.test)},
         },
     }
-    atomic_write_json(out_dir / "metrics.json", result)
+    write_metrics(out_dir / "metrics.json", result, ckpt_dir)
     if world > 1:
         torch.distributed.destroy_process_group()
     return result
@@ -336,8 +463,32 @@ def final_metrics(model, cfg, task, test_loader, val_loader, splits) -> dict:
 
 
 # --------------------------------------------------------------------------- CLI
+def _read_json_config(p: Path):
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at offset {e.start}); "
+                          f"save the file as UTF-8") from None
+    return _parse_json(text, p)
+
+
+def _parse_json(text: str, p: Path):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:  # only here: a JSON error elsewhere is not the config's fault
+        raise ConfigError(f"{p}: not valid JSON: {e}") from None
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="exit codes: 0 done (or stopped by --stop-after-epoch); 2 invalid config; "
+                                        "3 non-finite loss; 4 dataset missing/corrupt or an output cannot be written "
+                                        "(disk full, file-size limit, --out under a file). Anything else is a bug and "
+                                        "shows its traceback.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="run config file (JSON or YAML)")
     src.add_argument("--config-json", help="run config as a JSON string (what the Snakefile passes)")
@@ -347,41 +498,49 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value (dotted key, YAML value), e.g. --set train.epochs=2")
     args = ap.parse_args(argv)
+    from .data import DataError
+    from .io import WriteError, check_writable_dir
+    from .registry import RegistryError
+
+    # Only user-facing errors become "error: ..." + exit code; anything else is a bug and keeps its traceback.
     try:
         if args.config_json is not None:
             p = Path("<--config-json>")
-            cfg = json.loads(args.config_json)
+            cfg = _parse_json(args.config_json, p)
         else:
             p = Path(args.config)
             if not p.exists():
                 raise ConfigError(f"config file {p} does not exist")
-            cfg = json.loads(p.read_text()) if p.suffix == ".json" else load_yaml(p)
+            cfg = _read_json_config(p) if p.suffix == ".json" else load_yaml(p)
         if not isinstance(cfg, dict):
             raise ConfigError(f"{p}: expected a mapping")
         from .config import apply_overrides, resolve
 
         cfg = resolve(apply_overrides(cfg, args.set))
         validate_run_config(cfg, str(p))
+        out = Path(args.out)
+        ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else out.parent.parent / "checkpoints" / out.name
+        check_writable_dir(out, "run directory (--out)")  # before any training: e.g. --out under a regular file
+        check_writable_dir(ckpt_dir, "checkpoint directory")
+        created = [d for d in out.parents if not d.exists()]  # to tidy up after a failed run
         try:
-            train(cfg, Path(args.out), args.ckpt_dir, args.stop_after_epoch)
+            train(cfg, out, ckpt_dir, args.stop_after_epoch)
         except ConfigError as e:  # found while building (model, method, data options): name the file too
             if str(p) in str(e):
                 raise
             raise ConfigError(f"{p}: {e}") from None
-    except (ConfigError, KeyError) as e:
+        except NonFiniteLoss:  # a NaN stop leaves no empty run directory behind
+            _remove_if_empty(out, created)
+            raise
+    except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (OSError, RuntimeError) as e:
-        if type(e).__name__ == "DataError" or isinstance(e, FileNotFoundError):
-            print(f"error: {e}", file=sys.stderr)
-            return 4
-        raise
-    except json.JSONDecodeError as e:
-        print(f"error: {args.config or '--config-json'}: not valid JSON: {e}", file=sys.stderr)
-        return 2
+    except (DataError, WriteError) as e:  # missing/corrupt data; cannot write outputs (disk full, bad --out)
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     return 0
 
 

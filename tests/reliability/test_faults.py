@@ -173,9 +173,10 @@ def test_failed_write_leaves_previous_file_and_no_temp(tmp_path, monkeypatch, fa
         monkeypatch.setattr(io.os, "fsync", boom)
     else:
         monkeypatch.setattr(io.os, "replace", boom)
-    with pytest.raises(Boom):
+    with pytest.raises(io.WriteError, match=r"cannot write file .*metrics\.json: (simulated crash|disk full)") as ei:
         io.atomic_write_json(target, {"new": 2, "pad": "x" * 100_000})
     monkeypatch.undo()
+    assert isinstance(ei.value.__cause__, Boom) and str(target) in str(ei.value)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
@@ -189,11 +190,12 @@ def test_checkpoint_save_failure_keeps_a_loadable_checkpoint(tmp_path, monkeypat
     save_checkpoint(tmp_path, {"epoch": 0, "w": torch.zeros(3)})
     save_checkpoint(tmp_path, {"epoch": 1, "w": torch.ones(3)})
     monkeypatch.setattr(io.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("killed")))
-    with pytest.raises(OSError):
+    with pytest.raises(io.WriteError, match="cannot write checkpoint .*last.pt: killed"):
         save_checkpoint(tmp_path, {"epoch": 2, "w": torch.full((3,), 2.0)})
     monkeypatch.undo()
-    ck, path = load_checkpoint(tmp_path)  # last.pt was rotated to prev.pt; the new one never landed
-    assert ck is not None and ck["epoch"] == 1 and path.name == "prev.pt"
+    ck, path = load_checkpoint(tmp_path)  # the new file never landed; nothing was rotated
+    assert ck is not None and ck["epoch"] == 1 and path.name == "last.pt"
+    assert torch.load(tmp_path / "prev.pt", weights_only=False)["epoch"] == 0
     assert stray_temp_files(tmp_path) == []
 
 

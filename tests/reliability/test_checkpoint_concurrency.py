@@ -1,0 +1,84 @@
+"""Checkpoint rotation under concurrent writers: several processes and threads save into one
+checkpoint directory many times (a bounded loop) while readers load ``last.pt``; no writer raises,
+every read finds a complete, loadable ``last.pt`` and no temporary file is left."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import torch
+
+from rel_helpers import env, stray_temp_files
+
+SAVES = 40
+PAYLOAD = 300_000  # floats: serialising takes long enough that an unlocked rotation shows its window
+
+WRITER = textwrap.dedent(f"""
+    import sys, torch
+    from common.train import save_checkpoint
+    d, who = sys.argv[1], int(sys.argv[2])
+    w = torch.full(({PAYLOAD},), float(who))
+    for i in range({SAVES}):
+        save_checkpoint(__import__("pathlib").Path(d), {{"writer": who, "i": i, "w": w}})
+    print("done", flush=True)
+""")
+
+
+def _check(state) -> None:
+    assert state["w"].shape == (PAYLOAD,) and bool((state["w"] == state["writer"]).all())
+
+
+def test_concurrent_savers_never_fail_and_last_is_always_readable(tmp_path):
+    from common.train import save_checkpoint
+
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, {"writer": 0, "i": -1, "w": torch.zeros(PAYLOAD)})
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(ckpt), str(k)], env=env(), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    errors: list[BaseException] = []
+    writers_done = threading.Event()
+
+    def thread_writer(who: int) -> None:
+        try:
+            w = torch.full((PAYLOAD,), float(who))
+            for i in range(SAVES):
+                save_checkpoint(ckpt, {"writer": who, "i": i, "w": w})
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    reads = []
+
+    def reader() -> None:
+        try:
+            while not writers_done.is_set() or len(reads) < 5:
+                state = torch.load(ckpt / "last.pt", weights_only=False)  # no lock: must always be there
+                _check(state)
+                reads.append(state["writer"])
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=thread_writer, args=(k,)) for k in (3, 4, 5)]
+    rd = threading.Thread(target=reader)
+    rd.start()
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join(timeout=300)
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        writers_done.set()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    rd.join(timeout=60)
+    for p, (so, se) in zip(procs, outs):
+        assert p.returncode == 0 and so.strip() == "done", se
+    assert errors == [], errors
+    assert len(reads) >= 5
+    for name in ("last.pt", "prev.pt"):
+        _check(torch.load(ckpt / name, weights_only=False))
+    assert stray_temp_files(tmp_path) == []
+    assert sorted(p.name for p in ckpt.iterdir()) == [".lock", "last.pt", "prev.pt"]
