@@ -331,6 +331,8 @@ def test_report_contains_every_caption(repo, tmp_path):
     for rst in sorted((ROOT / "workflow/report").glob("*.rst")):
         if rst.stem == "bench":  # `snakemake bench` is not part of the default target
             continue
+        if rst.stem == "forest" and not (repo / "results/quick/forest.png").exists():
+            continue  # declared only where the aggregation writes a forest plot
         words = " ".join(re.split(r"``|\.|\{\{", rst.read_text())[0].split()[:5])  # before any markup
         assert words in html, f"caption of {rst.name} ({words!r}) missing from the report"
 
@@ -491,6 +493,7 @@ def test_unknown_run_id_target_says_how_to_find_run_ids():
 
 
 def _broken_paper_repo(tmp_path: Path, exp_text: str) -> Path:
+    (tmp_path / "broken").mkdir()
     r = _copy_repo(tmp_path / "broken")
     _add_paper(r, "tinya", "erm, {name: mixup, alpha: 0.4}", "mixup")
     (r / "papers/tinya/experiments.yaml").write_text(exp_text)

@@ -75,6 +75,9 @@ rule summary:
         matrix_csv="results/{scale}/matrix.csv",
         extra=report(directory("results/{scale}/cross"), patterns=["{name}.md"], caption="../report/cross.rst",
                      category="Summary"),
+        **FOREST,
+    params:
+        extra=summary_extra_args,
     conda:
         ENV
     log:
@@ -83,7 +86,7 @@ rule summary:
         "python -m common.aggregate summary --scale {wildcards.scale} --claims {input.claims:q} "
         "--runs {input.runs:q} --out-md {output.md:q} --out-csv {output.csv:q} --out-tex {output.tex:q} "
         "--out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} --out-extra {output.extra:q} "
-        "> {log:q} 2>&1"
+        "{params.extra} > {log:q} 2>&1"
 
 
 rule summary_inputs_digest:
@@ -93,7 +96,7 @@ rule summary_inputs_digest:
         inputs=summary_digest_inputs,
         built=summary_outputs,
     output:
-        "results/{scale}/digests/summary.sha256",
+        "results/{scale}/digests/cross-paper.sha256",
     conda:
         ENV
     log:
@@ -116,11 +119,12 @@ rule splice_readmes:
         f"results/{SCALE}/readmes.done",
     params:
         scale=SCALE,
+        blocks=readme_block_args,
         stamp_inputs=readme_stamp_inputs,
     conda:
         ENV
     log:
         f"results/{SCALE}/logs/readmes.log",
     shell:
-        "python -m common.aggregate readmes --scale {params.scale} {input.tables:q} --stamp {output:q} "
+        "python -m common.aggregate readmes --scale {params.scale} {input.tables:q} {params.blocks} --stamp {output:q} "
         "--stamp-inputs {params.stamp_inputs:q} > {log:q} 2>&1"

@@ -105,6 +105,24 @@ def check_claims():
 check_claims()
 
 
+def aggregate_options(cmd):
+    """The options `python -m common.aggregate <cmd>` accepts in this tree (the aggregation CLI only
+    ever adds options), so the rules pass and declare what the installed version supports."""
+    try:
+        parser = importlib.import_module("common.aggregate.cli").parser()
+    except (ModuleNotFoundError, AttributeError):
+        return set()
+    sub = next(a for a in parser._actions if a.dest == "cmd")
+    return set(sub.choices[cmd]._option_string_actions)
+
+
+SUMMARY_OPTIONS = aggregate_options("summary")
+README_OPTIONS = aggregate_options("readmes")
+# the forest plot of every claim, where the aggregation writes one
+FOREST = {"forest": report("results/{scale}/forest.png", caption="../report/forest.rst", category="Summary"),
+          "forest_pdf": "results/{scale}/forest.pdf"} if "--out-forest" in SUMMARY_OPTIONS else {}
+
+
 def metrics_path(run_id, scale=None):
     return f"results/{scale or SCALE}/runs/{run_id}/metrics.json"
 
@@ -130,12 +148,21 @@ def check_data():
     if missing_files is None:
         return
     to_train = [rid for rid in sorted(RUNS) if rid in STALE or not (ROOT / metrics_path(rid)).exists()]
-    datasets = {json.dumps(RUNS[rid]["dataset"], sort_keys=True): RUNS[rid]["dataset"] for rid in to_train
-                if not RUNS[rid]["dataset"].get("download")}
-    missing = sorted({str(f) for ds in datasets.values() for f in missing_files(ds)})
+    missing, short = {}, {}  # missing file -> runs needing it; checked once per distinct dataset block
+    for rid in to_train:
+        ds = RUNS[rid]["dataset"]
+        if ds.get("download"):  # the run may fetch it itself
+            continue
+        key = json.dumps(ds, sort_keys=True)
+        if key not in short:
+            short[key] = [str(f) for f in missing_files(ds)]
+        for f in short[key]:
+            missing.setdefault(f, []).append(rid)
     if missing:
+        n_runs = len({r for rids in missing.values() for r in rids})
+        missing = sorted(missing)
         shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
-        fail(f"{len(to_train)} run(s) to train at scale '{SCALE}' need data files that are missing:\n  {shown}\n"
+        fail(f"{n_runs} run(s) to train at scale '{SCALE}' need data files that are missing:\n  {shown}\n"
              f"Point the workflow at the data root: snakemake --config scale={SCALE} data_root=/path/to/data "
              f"(or set MIXREPRO_DATA=/path/to/data).")
 
@@ -270,7 +297,7 @@ def summary_outputs(wc):
 
 def summary_digest_inputs(wc):
     if SUBSET:
-        raise WorkflowError(subset_refusal(f"results/{wc.scale}/digests/summary.sha256"))
+        raise WorkflowError(subset_refusal(f"results/{wc.scale}/digests/cross-paper.sha256"))
     return aggregate_inputs(wc.scale)
 
 
@@ -284,6 +311,19 @@ def readme_blocks(wc):
     if (ROOT / "results" / "bench" / "README_section.md").exists():  # built by `snakemake bench` only
         blocks["bench"] = "results/bench/README_section.md"
     return blocks
+
+
+def summary_extra_args(wc, output):
+    return f"--out-forest {output.forest}" if FOREST else ""
+
+
+def readme_block_args(wc, input):
+    """Where the blocks are read from, passed explicitly when the aggregation accepts it (older versions
+    read results/<scale>/summary.md, matrix.md and results/bench/README_section.md by themselves)."""
+    args = [f"--summary-md {input.summary} --matrix-md {input.matrix}"] if "--summary-md" in README_OPTIONS else []
+    if "--bench-section" in README_OPTIONS and "bench" in input.keys():
+        args.append(f"--bench-section {input.bench}")
+    return " ".join(args)
 
 
 def readme_stamp_inputs(wc):
@@ -303,7 +343,7 @@ def all_targets():
                   f"matrix.*, cross/) and the README blocks are left as they are; run without papers= to "
                   f"update them.", file=sys.stderr)
         return targets
-    targets += [f"results/{SCALE}/summary.md", f"results/{SCALE}/digests/summary.sha256"]
+    targets += [f"results/{SCALE}/summary.md", f"results/{SCALE}/digests/cross-paper.sha256"]
     if SCALE in COMMITTED_SCALES:
         targets.append(f"results/{SCALE}/readmes.done")
     return targets
@@ -337,7 +377,7 @@ def adopt_committed_aggregates(scale):
     records the content digest of that paper's inputs (its runs + its files) when its table and
     figures were built; a paper whose inputs still have that digest gets its outputs touched in DAG
     order (what `snakemake --touch` would do for them). The cross-paper aggregates are adopted the same
-    way from digests/summary.sha256 (every paper's inputs), and readmes.done when it holds that digest
+    way from digests/cross-paper.sha256 (every paper's inputs), and readmes.done when it holds that digest
     too. Anything else is left to Snakemake's usual checks, so a new or edited paper rebuilds only
     its own aggregates and the cross-paper ones."""
     legacy = None
@@ -353,12 +393,13 @@ def adopt_committed_aggregates(scale):
             adopted.append(paper)
     res = ROOT / "results" / scale
     current = files_digest(aggregate_inputs(scale), ROOT) if not SUBSET else None
-    recorded = read_digest(res / "digests" / "summary.sha256") or read_digest(res / "readmes.done")
+    recorded = read_digest(res / "digests" / "cross-paper.sha256") or read_digest(res / "readmes.done")
     cross = current is not None and recorded == current and set(adopted) == set(PAPERS)
     layers = [[ROOT / f for p in adopted for f in paper_outputs(scale, p)],
               [ROOT / paper_digest_file(scale, p) for p in adopted],
-              [*sorted(res.glob("summary.*")), *sorted(res.glob("matrix.*")), res / "cross"] if cross else [],
-              [res / "digests" / "summary.sha256"] if cross else [],
+              [*sorted(res.glob("summary.*")), *sorted(res.glob("matrix.*")), *sorted(res.glob("forest.*")),
+               res / "cross"] if cross else [],
+              [res / "digests" / "cross-paper.sha256"] if cross else [],
               [res / "readmes.done"] if cross and read_digest(res / "readmes.done") == current else []]
     inputs = {f for p in adopted for f in paper_inputs(scale, p)} | (set(aggregate_inputs(scale)) if cross else set())
     t = max([time.time_ns()] + [(ROOT / f).stat().st_mtime_ns + 1_000_000 for f in inputs if (ROOT / f).exists()])
