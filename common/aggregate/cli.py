@@ -135,6 +135,51 @@ def _update_block(path: Path, tag: str, content: str) -> None:
         atomic_write_text(path, new)
 
 
+def results_headline(ct: pd.DataFrame, scale: str) -> str:
+    """The top README's compact view of a scale's claims: verdict counts per paper (how many of the
+    inconclusive ones could not have detected the paper's own effect), the forest plot and links to the
+    full tables. The full per-claim table is results/<scale>/summary.md."""
+    ct = ct.assign(underpowered=ct["verdict"].astype(str).str.contains("underpowered"))
+    kinds = ["reproduced", "not reproduced at this scale", "inconclusive"]
+    total = {k: int((ct["outcome"] == k).sum()) for k in kinds}
+    lines = [f"**{len(ct)} claims** at `{scale}` scale: {total['reproduced']} reproduced, "
+             f"{total['not reproduced at this scale']} not reproduced at this scale, {total['inconclusive']} "
+             f"inconclusive ({int(ct['underpowered'].sum())} of them underpowered: the paper's own difference is "
+             f"below what the seeds can detect).", "",
+             "| paper | claims | reproduced | not reproduced | inconclusive (underpowered) |", "|---|---|---|---|---|"]
+    for paper, g in ct.groupby("paper", sort=True):
+        n = {k: int((g["outcome"] == k).sum()) for k in kinds}
+        lines.append(f"| [{paper}](papers/{paper}) | {len(g)} | {n['reproduced']} | {n['not reproduced at this scale']} "
+                     f"| {n['inconclusive']} ({int(g['underpowered'].sum())}) |")
+    lines += ["", f"![every claim: our difference with its 95% CI, the paper's difference, the detectable effect]"
+                  f"(figures/{scale}/summary_forest.png)", "",
+              f"Every claim with the paper's figure, ours, the interval and what it could detect: "
+              f"[`results/{scale}/summary.md`](results/{scale}/summary.md). Every method on the shared settings "
+              f"(accuracy, calibration, occlusion, time): [`results/{scale}/matrix.md`](results/{scale}/matrix.md); "
+              f"calibration across papers: [`results/{scale}/cross/`](results/{scale}/cross); per-paper tables in "
+              f"each paper's README."]
+    return "\n".join(lines) + "\n"
+
+
+def bench_headline(section: str, *more: str) -> str:
+    """The top README's performance headline from the benchmark section: how it was measured (its first
+    paragraph), the targets met and the ones missed, the conclusions (``* **...`` lines) of further
+    sections such as the file-based loader's, and a link to the whole section."""
+    intro = section.strip().split("\n\n", 1)[0]
+    rows = [r for r in section.splitlines() if r.startswith("| ") and r.rstrip().endswith(" |")]
+    verdicts = [(r.split(" | ")[0].lstrip("| "), r.rstrip(" |").rsplit(" | ", 1)[-1]) for r in rows
+                if r.rstrip(" |").rsplit(" | ", 1)[-1].startswith(("met", "missed"))]
+    met = [m for m, v in verdicts if v.startswith("met")]
+    missed = [f"{m} ({v.split(' (')[0]})" for m, v in verdicts if v.startswith("missed")]
+    out = [intro.split(" Every figure is")[0], "",
+           f"Targets: {len(met)} of {len(verdicts)} met." + (f" Missed: {'; '.join(missed)}." if missed else ""), "",
+           "Every table (method step overheads, trainer vs a bare loop, the data paths, mixing ops vs timm and "
+           "torchvision, CPU options, workflow times): [`results/bench/README_section.md`](results/bench/README_section.md)."]
+    for extra in more:
+        out += ["", *[line for line in extra.splitlines() if line.startswith("* **")]]
+    return "\n".join(out) + "\n"
+
+
 def readmes(a, root: Path = ROOT) -> None:
     """The scale's blocks (and only those) in README.md and papers/<paper>/README.md under ``root``."""
     if a.scale in INLINE_SCALES:
@@ -143,12 +188,11 @@ def readmes(a, root: Path = ROOT) -> None:
             if readme.exists():
                 _update_block(readme, a.scale, Path(tpath).read_text())
         top = root / "README.md"
-        for name, src in (("summary", a.summary_md), ("matrix", a.matrix_md)):  # without their "# ..." title line
-            src = Path(src or f"results/{a.scale}/{name}.md")
-            if top.exists() and src.exists():
-                _update_block(top, f"{name}-{a.scale}", src.read_text().split("\n", 2)[-1])
+        summary_csv = Path(a.summary_md or f"results/{a.scale}/summary.md").with_suffix(".csv")
+        if top.exists() and summary_csv.exists():
+            _update_block(top, f"results-{a.scale}", results_headline(pd.read_csv(summary_csv), a.scale))
         if a.bench_section and top.exists():
-            _update_block(top, "bench", Path(a.bench_section).read_text())
+            _update_block(top, "bench", bench_headline(*(Path(f).read_text() for f in a.bench_section)))
     else:
         print(f"readmes: {a.scale} results are not written into tracked READMEs (see results/{a.scale}/)")
     if a.stamp:
@@ -188,7 +232,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("tables", nargs="*")
     r.add_argument("--summary-md", default=None, help="the scale's summary.md (default results/<scale>/summary.md)")
     r.add_argument("--matrix-md", default=None, help="the scale's matrix.md (default results/<scale>/matrix.md)")
-    r.add_argument("--bench-section", default=None,
+    r.add_argument("--bench-section", default=None, nargs="+",
                    help="results/bench/README_section.md to write into README.md's bench block (not written without)")
     r.add_argument("--stamp", help="file to write the digest of --stamp-inputs to (the rule's output)")
     r.add_argument("--stamp-inputs", nargs="*", default=[],

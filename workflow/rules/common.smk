@@ -308,8 +308,9 @@ def readme_blocks(wc):
         raise WorkflowError(subset_refusal("the README blocks"))
     blocks = {"tables": [f"results/{SCALE}/tables/{p}.md" for p in PAPERS],
               "summary": f"results/{SCALE}/summary.md", "matrix": f"results/{SCALE}/matrix.md"}
-    if (ROOT / "results" / "bench" / "README_section.md").exists():  # built by `snakemake bench` only
-        blocks["bench"] = "results/bench/README_section.md"
+    sections = [f"results/bench/{n}" for n in ("README_section.md", "loader_README_section.md")]
+    if (ROOT / sections[0]).exists():  # built by `snakemake bench` only
+        blocks["bench"] = [f for f in sections if (ROOT / f).exists()]
     return blocks
 
 
@@ -322,7 +323,7 @@ def readme_block_args(wc, input):
     read results/<scale>/summary.md, matrix.md and results/bench/README_section.md by themselves)."""
     args = [f"--summary-md {input.summary} --matrix-md {input.matrix}"] if "--summary-md" in README_OPTIONS else []
     if "--bench-section" in README_OPTIONS and "bench" in input.keys():
-        args.append(f"--bench-section {input.bench}")
+        args.append("--bench-section " + " ".join(input.bench))
     return " ".join(args)
 
 
