@@ -65,21 +65,18 @@ class BottleneckResNet(nn.Module):
         return self.fc(torch.flatten(f, 1))
 
 
-@register_model("resnet50_cifar")
-def resnet50_cifar(num_classes, input_shape, base_width: int = 64):
-    return BottleneckResNet(num_classes, input_shape, (3, 4, 6, 3), pool=1, base_width=base_width)
+def _bottleneck_resnet(name: str, blocks: tuple, pool: int):
+    """A registered builder ``name(num_classes, input_shape, base_width=64)``; ``pool`` = final
+    average-pool output side (1 for CIFAR, 2 for Tiny-ImageNet, as the official builders)."""
+
+    def build(num_classes, input_shape, base_width: int = 64):
+        return BottleneckResNet(num_classes, input_shape, blocks, pool=pool, base_width=base_width)
+
+    build.__name__ = build.__qualname__ = name
+    return register_model(name)(build)
 
 
-@register_model("resnet101_cifar")
-def resnet101_cifar(num_classes, input_shape, base_width: int = 64):
-    return BottleneckResNet(num_classes, input_shape, (3, 4, 23, 3), pool=1, base_width=base_width)
-
-
-@register_model("resnet50_tiny")
-def resnet50_tiny(num_classes, input_shape, base_width: int = 64):
-    return BottleneckResNet(num_classes, input_shape, (3, 4, 6, 3), pool=2, base_width=base_width)
-
-
-@register_model("resnet101_tiny")
-def resnet101_tiny(num_classes, input_shape, base_width: int = 64):
-    return BottleneckResNet(num_classes, input_shape, (3, 4, 23, 3), pool=2, base_width=base_width)
+resnet50_cifar = _bottleneck_resnet("resnet50_cifar", (3, 4, 6, 3), pool=1)
+resnet101_cifar = _bottleneck_resnet("resnet101_cifar", (3, 4, 23, 3), pool=1)
+resnet50_tiny = _bottleneck_resnet("resnet50_tiny", (3, 4, 6, 3), pool=2)
+resnet101_tiny = _bottleneck_resnet("resnet101_tiny", (3, 4, 23, 3), pool=2)
