@@ -147,7 +147,7 @@ def markdown(df: pd.DataFrame, meta: dict, workflow: dict[str, pd.DataFrame], fi
     for tgt in workflow.get("_targets", []):
         tl.append(tgt[:3] + ["-"] + tgt[3:])
     if tl:
-        md.append("**Targets (issue 8).** *Precise* = the isolated estimate (the method's or trainer's own work "
+        md.append("**Targets.** *Precise* = the isolated estimate (the method's or trainer's own work "
                   "measured on a cheap stand-in model with many repeats, relative to the real step; see below); "
                   "*end to end* = full steps of the real model, whose resolution is the A/A control's spread.")
         md.append("")
