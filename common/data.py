@@ -143,7 +143,7 @@ def cache_dir(root: Path) -> Path:
     env = os.environ.get("MIXREPRO_CACHE")
     if env:
         return Path(env)
-    # the data root may be read-only (CI's ../shared/data): fall back to ./data/cache. os.access
+    # the data root may be read-only (e.g. a shared copy of the datasets): fall back to ./data/cache. os.access
     # alone says "writable" to root even for a r-x directory, so the mode bits are checked too.
     try:
         writable = os.access(root, os.W_OK) and bool(root.stat().st_mode & 0o222)
