@@ -32,7 +32,7 @@ LONG_COLUMNS = ["paper", "method", "dataset", "model", "setting", "metric", "mea
 #: metrics a claim may name: the test block of metrics.json (as fractions for calibration errors)
 KNOWN_METRICS = {"top1", "top5", "ece", "adaece", "cw_ece", "nll", "ts_ece", "ts_adaece", "ts_cw_ece", "ts_nll",
                  "temperature", "occ_center_25", "occ_center_50", "occ_random_25", "occ_random_50", "rmse", "mape",
-                 "mae", "mse", "train_images_per_sec"}
+                 "mae", "mse", "rmse_domain_avg", "rmse_domain_worst", "train_images_per_sec"}
 #: how a claim reduces each run to one number (``statistic:`` of a claim; default "last")
 STATISTICS = {
     "last": "final evaluation (metrics.json)",
