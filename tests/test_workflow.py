@@ -123,12 +123,16 @@ def _git(repo: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout
 
 
-def _scramble_checkout_times(repo: Path, *dirs: str) -> None:
-    """What git's path-order checkout does in a fresh clone: inputs look newer than aggregates."""
-    later = time.time() + 60
-    for d in dirs:
+def _scramble_checkout_times(repo: Path, *newer: str) -> None:
+    """What git's path-order checkout does in a fresh clone: the files under `newer` (inputs) look newer
+    than the aggregates built from them. Times stay in the past, as after a real checkout."""
+    now = time.time()
+    for f in repo.rglob("*"):
+        if ".git" not in f.parts:
+            os.utime(f, (now - 3600, now - 3600))
+    for d in newer:
         for f in (repo / d).rglob("*"):
-            os.utime(f, (later, later))
+            os.utime(f, (now - 1800, now - 1800))
 
 
 def _planned(out: str, rule: str) -> list[str]:
