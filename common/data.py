@@ -367,15 +367,21 @@ def load_cifar10(root=None, download=None) -> DatasetSplits:
         save_npz_cache(cpath, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
     else:
         xtr, ytr, xte, yte = (cached[k] for k in ("xtr", "ytr", "xte", "yte"))
+    return _cifar_splits("cifar10", (xtr, ytr, xte, yte), 10, CIFAR10_MEAN, CIFAR10_STD, source)
+
+
+def _cifar_splits(name: str, arrays, num_classes: int, mean, std, source) -> DatasetSplits:
+    """CIFAR-style splits from decoded uint8 arrays ``(xtr, ytr, xte, yte)``, labels checked."""
+    xtr, ytr, xte, yte = arrays
     splits = DatasetSplits(
-        "cifar10", "classification",
+        name, "classification",
         ArrayData(torch.from_numpy(xtr), torch.from_numpy(ytr)),
         ArrayData(torch.from_numpy(xte), torch.from_numpy(yte)),
-        num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD, augment={"pad": 4, "flip": True},
+        num_classes=num_classes, mean=mean, std=std, augment={"pad": 4, "flip": True},
         meta={"source": str(source)},
     )
-    check_labels("cifar10", splits.train.y, 10, "train")
-    check_labels("cifar10", splits.test.y, 10, "test")
+    check_labels(name, splits.train.y, num_classes, "train")
+    check_labels(name, splits.test.y, num_classes, "test")
     return splits
 
 
@@ -426,16 +432,7 @@ def load_cifar100(root=None, download=None) -> DatasetSplits:
         save_npz_cache(cpath, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
     else:
         xtr, ytr, xte, yte = (cached[k] for k in ("xtr", "ytr", "xte", "yte"))
-    splits = DatasetSplits(
-        "cifar100", "classification",
-        ArrayData(torch.from_numpy(xtr), torch.from_numpy(ytr)),
-        ArrayData(torch.from_numpy(xte), torch.from_numpy(yte)),
-        num_classes=100, mean=CIFAR100_MEAN, std=CIFAR100_STD, augment={"pad": 4, "flip": True},
-        meta={"source": str(folder)},
-    )
-    check_labels("cifar100", splits.train.y, 100, "train")
-    check_labels("cifar100", splits.test.y, 100, "test")
-    return splits
+    return _cifar_splits("cifar100", (xtr, ytr, xte, yte), 100, CIFAR100_MEAN, CIFAR100_STD, folder)
 
 
 

@@ -154,6 +154,9 @@ class Method:
     tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")
     #: True when the method mixes each sample with another of the same batch (needs batch_size >= 2)
     pairs_within_batch: ClassVar[bool] = False
+    #: True when the method applies its own label smoothing (or none by design), so the run's
+    #: ``train.label_smoothing`` must stay 0
+    owns_label_smoothing: ClassVar[bool] = False
 
     @classmethod
     def check_run_config(cls, cfg: dict, info: dict, where: str) -> None:
@@ -167,6 +170,14 @@ class Method:
         self.ctx = ctx
         if ctx.task not in self.tasks:
             raise ConfigError(f"method {self.name!r} does not support task {ctx.task!r} (supports {self.tasks})")
+        if self.owns_label_smoothing and ctx.label_smoothing:
+            raise ConfigError(f"method {self.name!r} sets its own label smoothing and does not combine with "
+                              f"train.label_smoothing; leave it at 0 (got {ctx.label_smoothing})")
+
+    def require_image_batch(self, x: torch.Tensor) -> None:
+        """Raise ConfigError unless ``x`` is an image batch ``(N, C, H, W)``."""
+        if x.dim() != 4:
+            raise ConfigError(f"{self.name} needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
 
     def setup(self, model: nn.Module) -> None:
         """Called once after the model is built and moved to the device."""
@@ -188,6 +199,13 @@ class Method:
     def epoch_end(self, state: TrainState) -> dict[str, float]:
         """Per-epoch aggregate logs (e.g. mean attention lambda); called after each epoch."""
         return {}
+
+
+class ImagePairMethod(Method):
+    """Base of classification methods that mix image pairs of the same batch (CutMix-style)."""
+
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    pairs_within_batch: ClassVar[bool] = True
 
 
 class LossTerm:

@@ -43,6 +43,14 @@ def build_model(spec: dict, num_classes: int, input_shape: tuple) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- CIFAR ResNets
+def shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
+    """Residual projection shortcut (He et al. 2016, option B): 1x1 conv + BN when the shape
+    changes, ``None`` (identity) otherwise."""
+    if stride != 1 or cin != cout:
+        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    return None
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
@@ -50,9 +58,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.short = None
-        if stride != 1 or cin != cout:
-            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.short = shortcut(cin, cout, stride)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))

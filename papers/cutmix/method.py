@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common.methods import (ConfigError, Method, MixInfo, StepOutput, check_bool, check_choice, check_range,
+from common.methods import (ImagePairMethod, MixInfo, StepOutput, check_bool, check_choice, check_range,
                             register_method)
 from common.mixing import Box, box_lambda, box_mask, pair_indices, paste_box, sample_box, sample_lambda
 
@@ -85,18 +85,15 @@ def cutmix_per_sample(x: torch.Tensor, generator: torch.Generator, alpha: float 
 
 
 @register_method("cutmix")
-class CutMix(Method):
+class CutMix(ImagePairMethod):
     """CutMix as in the official ``train.py`` (see the module docstring)."""
 
     Params = CutMixParams
-    tasks = ("classification",)
-    pairs_within_batch = True
 
     def step(self, model, batch, state):
         g, p = state.generator, self.p
         x, y = batch.x, batch.y
-        if x.dim() != 4:
-            raise ConfigError(f"cutmix needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
+        self.require_image_batch(x)
         if p.per_sample:
             x_mix, perm, lam, _, lam_req = cutmix_per_sample(x, g, p.alpha, p.prob, p.pairing, p.correct_lam)
             out = model(x_mix)

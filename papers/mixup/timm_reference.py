@@ -104,8 +104,7 @@ class TimmMixupMethod(Method):
 
     def step(self, model, batch, state):
         x, y = batch.x, batch.y
-        if x.dim() != 4:
-            raise ConfigError(f"timm_mixup needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
+        self.require_image_batch(x)
         if x.shape[0] % 2:
             raise ConfigError(f"timm_mixup pairs sample i with N-1-i and needs an even batch; got {x.shape[0]} "
                               "(set train.batch_size even and train.drop_last: true, or a training size "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from common.losses import cross_entropy
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+from common.methods import Method, MixInfo, StepOutput, check_range, register_method
 
 
 @dataclass
@@ -29,23 +29,25 @@ class LabelSmoothingParams:
         check_range("method", "smoothing", self.smoothing, 0.0, 1.0, hi_open=True)
 
 
-@register_method("label_smoothing")
-class LabelSmoothing(Method):
-    """CE with label smoothing on the clean batch (no mixing)."""
+class _CleanBatchLoss(Method):
+    """A loss on the clean batch (no mixing); subclasses define ``loss(out, y)``."""
 
-    Params = LabelSmoothingParams
     tasks = ("classification",)
-
-    def __init__(self, params, ctx):
-        super().__init__(params, ctx)
-        if ctx.label_smoothing:
-            raise ConfigError("method 'label_smoothing' sets its own smoothing; leave train.label_smoothing at 0 "
-                              f"(got {ctx.label_smoothing})")
+    owns_label_smoothing = True
 
     def step(self, model, batch, state):
         out = model(batch.x)
-        loss = cross_entropy(out, batch.y, self.p.smoothing)
-        return StepOutput(loss, out, MixInfo(batch.y, batch.y, 1.0, None))
+        return StepOutput(self.loss(out, batch.y), out, MixInfo(batch.y, batch.y, 1.0, None))
+
+
+@register_method("label_smoothing")
+class LabelSmoothing(_CleanBatchLoss):
+    """CE with label smoothing on the clean batch (no mixing)."""
+
+    Params = LabelSmoothingParams
+
+    def loss(self, out, y):
+        return cross_entropy(out, y, self.p.smoothing)
 
 
 def focal_loss(logits, y, gamma: float):
@@ -63,17 +65,10 @@ class FocalParams:
 
 
 @register_method("focal")
-class Focal(Method):
+class Focal(_CleanBatchLoss):
     """Focal loss on the clean batch (no mixing)."""
 
     Params = FocalParams
-    tasks = ("classification",)
 
-    def __init__(self, params, ctx):
-        super().__init__(params, ctx)
-        if ctx.label_smoothing:
-            raise ConfigError(f"method 'focal' does not combine with train.label_smoothing={ctx.label_smoothing}")
-
-    def step(self, model, batch, state):
-        out = model(batch.x)
-        return StepOutput(focal_loss(out, batch.y, self.p.gamma), out, MixInfo(batch.y, batch.y, 1.0, None))
+    def loss(self, out, y):
+        return focal_loss(out, y, self.p.gamma)

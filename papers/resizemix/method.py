@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common.methods import ConfigError, Method, MixInfo, StepOutput, check_choice, check_range, register_method
+from common.methods import ConfigError, ImagePairMethod, MixInfo, StepOutput, check_choice, check_range, register_method
 from common.mixing import Box, pair_indices
 
 MODES = ("bilinear", "nearest")
@@ -119,18 +119,15 @@ def resizemix_batch(x: torch.Tensor, generator: torch.Generator, alpha_low: floa
 
 # --------------------------------------------------------------------------- the method
 @register_method("resizemix")
-class ResizeMix(Method):
+class ResizeMix(ImagePairMethod):
     """ResizeMix (see the module docstring)."""
 
     Params = ResizeMixParams
-    tasks = ("classification",)
-    pairs_within_batch = True
 
     def step(self, model, batch, state):
+        self.require_image_batch(batch.x)
         g, p = state.generator, self.p
         x, y = batch.x, batch.y
-        if x.dim() != 4:
-            raise ConfigError(f"resizemix needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
         if p.prob < 1.0 and not float(torch.rand((), generator=g)) < p.prob:
             out = model(x)
             return StepOutput(self.plain_loss(out, y), out, MixInfo(y, y, 1.0, None),
