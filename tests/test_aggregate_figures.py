@@ -68,7 +68,7 @@ def test_summary_refuses_to_leave_papers_out(tmp_path):
     claims = tmp_path / "cutmix_claims.csv"
     claims.write_text(",".join(agg.stats.CLAIM_COLUMNS) + "\n")
     outs = [a for k in ("md", "csv", "tex", "matrix", "matrix-csv") for a in (f"--out-{k}", str(tmp_path / k))]
-    with pytest.raises(SystemExit, match=r"the cpu summary would leave out c_mixup, decoupled_mixup, mixpro, "
+    with pytest.raises(SystemExit, match=r"the cpu summary would leave out c_mixup, decoupled_mixup, mixpro, mixup, "
                                          r"rankmixup, resizemix, transmix: pass every paper's"):
         agg.main(["summary", "--scale", "cpu", "--claims", str(claims), *outs])
     assert not list(tmp_path.glob("m*"))  # nothing written
