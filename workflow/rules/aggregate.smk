@@ -112,7 +112,8 @@ rule splice_readmes:
     they cannot be declared outputs (Snakemake deletes a job's outputs before running it); the output
     readmes.done holds the digest of every input the cross-paper aggregates were built from. Part of
     the default target only at a committed scale (cpu) and for the whole paper set; at other scales
-    only on request: `snakemake splice_readmes --config scale=quick`."""
+    only on request (`snakemake splice_readmes --config scale=quick`), where the aggregation writes
+    only its stamp: quick-scale tables are never inlined into tracked READMEs."""
     input:
         unpack(readme_blocks),
     output:

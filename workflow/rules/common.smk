@@ -119,8 +119,8 @@ def aggregate_options(cmd):
 SUMMARY_OPTIONS = aggregate_options("summary")
 README_OPTIONS = aggregate_options("readmes")
 # the forest plot of every claim, where the aggregation writes one
-FOREST = {"forest": report("results/{scale}/forest.png", caption="../report/forest.rst", category="Summary"),
-          "forest_pdf": "results/{scale}/forest.pdf"} if "--out-forest" in SUMMARY_OPTIONS else {}
+FOREST = {"forest": report("figures/{scale}/summary_forest.png", caption="../report/forest.rst", category="Summary"),
+          "forest_pdf": "figures/{scale}/summary_forest.pdf"} if "--out-forest" in SUMMARY_OPTIONS else {}
 
 
 def metrics_path(run_id, scale=None):
