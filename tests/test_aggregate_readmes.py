@@ -14,13 +14,17 @@ def _tree(tmp_path: Path) -> Path:
     (root / "papers" / "p").mkdir(parents=True)
     (root / "papers" / "p" / "README.md").write_text("# p\n" + BLOCKS.format("quick") + BLOCKS.format("cpu"))
     (root / "README.md").write_text("# top\n" + "".join(BLOCKS.format(t) for t in (
-        "summary-quick", "summary-cpu", "matrix-cpu", "bench")))
+        "results-quick", "results-cpu", "bench")))
     res = tmp_path / "results"
     for scale in ("quick", "cpu"):
         (res / scale / "tables").mkdir(parents=True)
         (res / scale / "tables" / "p.md").write_text(f"new table {scale}\n")
         (res / scale / "summary.md").write_text(f"# title\n\nnew summary {scale}\n")
         (res / scale / "matrix.md").write_text(f"# title\n\nnew matrix {scale}\n")
+        (res / scale / "summary.csv").write_text(
+            "paper,claim,outcome,verdict\n"
+            f"p,c1_{scale},reproduced,reproduced\n"
+            f"p,c2_{scale},inconclusive,\"inconclusive — underpowered: detects >= 3.0 points, paper effect 1.0\"\n")
     (tmp_path / "bench.md").write_text("new bench\n")
     return root
 
@@ -37,7 +41,10 @@ def test_cpu_writes_its_blocks_only(tmp_path):
     paper = (root / "papers/p/README.md").read_text()
     top = (root / "README.md").read_text()
     assert "new table cpu" in paper and "old quick" in paper
-    assert "new summary cpu" in top and "new matrix cpu" in top and "old summary-quick" in top
+    # the top README gets the compact view: verdict counts per paper (underpowered ones counted), links
+    assert "**2 claims** at `cpu` scale: 1 reproduced, 0 not reproduced at this scale, 1 inconclusive (1 of them" in top
+    assert "| [p](papers/p) | 2 | 1 | 0 | 1 (1) |" in top and "results/cpu/summary.md" in top
+    assert "old results-quick" in top
     assert "old bench" in top  # not passed: not written
     readmes(_args(tmp_path, "cpu", "--bench-section", str(tmp_path / "bench.md")), root)
     assert "new bench" in (root / "README.md").read_text()

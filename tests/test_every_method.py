@@ -262,10 +262,11 @@ def _input_shape(cfg: dict):
     size (3 channels, 10 classes: the head size does not matter here), others from the real files."""
     name, options = cfg["dataset"]["name"], cfg["dataset"].get("options") or {}
     factory = DATASETS.get(name)
+    from common.data import dataset_info
     import inspect
 
     p = inspect.signature(factory).parameters.get("image_size")
-    size = (options.get("image_size") or getattr(factory, "image_size", None) or (p.default if p else None)
+    size = (options.get("image_size") or dataset_info(name).image_size or (p.default if p else None)
             or IMAGE_SIZE_UNDECLARED.get(name))
     if isinstance(size, int):
         return "classification", (3, size, size), K, None

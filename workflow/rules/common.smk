@@ -291,8 +291,9 @@ def summary_runs(wc):
 
 
 def summary_outputs(wc):
+    forest = [f.format(scale=wc.scale) for f in FOREST.values()]  # the forest plot, where one is written
     return [f"results/{wc.scale}/{n}" for n in ("summary.md", "summary.csv", "summary.tex", "matrix.md",
-                                                "matrix.csv", "cross")]
+                                                "matrix.csv", "cross")] + forest
 
 
 def summary_digest_inputs(wc):
@@ -398,7 +399,8 @@ def adopt_committed_aggregates(scale):
     cross = current is not None and recorded == current and set(adopted) == set(PAPERS)
     layers = [[ROOT / f for p in adopted for f in paper_outputs(scale, p)],
               [ROOT / paper_digest_file(scale, p) for p in adopted],
-              [*sorted(res.glob("summary.*")), *sorted(res.glob("matrix.*")), *sorted(res.glob("forest.*")),
+              [*sorted(res.glob("summary.*")), *sorted(res.glob("matrix.*")),
+               *sorted((ROOT / "figures" / scale).glob("summary_forest.*")),
                res / "cross"] if cross else [],
               [res / "digests" / "cross-paper.sha256"] if cross else [],
               [res / "readmes.done"] if cross and read_digest(res / "readmes.done") == current else []]
