@@ -111,3 +111,36 @@ def test_matrix_uses_snakemakes_benchmark_cpu_time_when_runs_lack_their_own(tmp_
     (bench / f"{paths[0].parent.name}.tsv").unlink()  # one run without it: every run falls back to wall clock
     row = agg.matrix(agg.load_runs(paths), _refs(paths, "erm")).set_index("method")
     assert row.loc["cutmix", "time_clock"] == "wall" and row.loc["cutmix", "time_vs_reference"] == pytest.approx(3 / 7)
+
+
+def _split_run(tmp_path, method, seed, split, rmse):
+    cfg = {"seed": seed, "method": {"name": method}, "dataset": {"name": "airfoil", "options": {"shuffle_seed": split}},
+           "model": {"name": "mlp"}, "train": {"epochs": 3}}
+    d = tmp_path / f"{method}-s{seed}-split{split}"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({"task": "regression", "test": {"rmse": rmse},
+                                                "provenance": {"config": cfg, "train_time_sec": 1.0}}))
+    return d / "metrics.json"
+
+
+def test_seed_linked_claims_pool_one_split_per_seed_and_skip_the_rest(tmp_path):
+    # fixed-split arm: split 0 for seeds 0-2; per-seed arm: split k for seed k (seed 0 shared)
+    paths = []
+    for m, base in (("c_mixup", 1.0), ("erm", 2.0)):
+        paths += [_split_run(tmp_path, m, s, 0, base + s) for s in (0, 1, 2)]
+        paths += [_split_run(tmp_path, m, s, s, base + 10 * s) for s in (1, 2)]
+    runs = agg.load_runs(paths)
+    before = json.dumps([r["config"] for r in runs], sort_keys=True)
+    claim = {"id": "c", "text": "t", "metric": "rmse", "higher_is_better": False, "method": "c_mixup", "baseline": "erm"}
+    exp = {"paper": "p", "claims": [
+        {**claim, "id": "fixed", "match": {"dataset.options.shuffle_seed": 0}},
+        {**claim, "id": "per_seed", "match": {"dataset.name": "airfoil"}, "seed_linked": ["dataset.options.shuffle_seed"]},
+    ]}
+    t = agg.claims_table(runs, exp, agg.load_reported(tmp_path / "none.csv"), "cpu").set_index("claim")
+    assert json.dumps([r["config"] for r in runs], sort_keys=True) == before  # configs untouched
+    assert t.loc["fixed", "method_values"].split() == ["1.0", "2.0", "3.0"]
+    # seeds 0, 1, 2 on splits 0, 1, 2: one setting, three seeds per arm, the split-0 runs of seeds 1-2 left out
+    assert sorted(float(x) for x in t.loc["per_seed", "method_values"].split()) == [1.0, 11.0, 21.0]
+    assert sorted(float(x) for x in t.loc["per_seed", "baseline_values"].split()) == [2.0, 12.0, 22.0]
+    assert t.loc["per_seed", "delta"] == pytest.approx(-1.0)
+    assert t.loc["per_seed", "setting"] != t.loc["fixed", "setting"]

@@ -26,31 +26,40 @@ def _shared_cpu_papers() -> tuple[str, ...]:
 SHARED_CPU = _shared_cpu_papers()
 
 
-def _variants(scale: str, papers) -> dict[str, set[str]]:
-    """'<method>-<dataset>-<model>-s<seed>' -> the config hashes the papers' grids give it."""
-    _, by_paper = plan(scale, ROOT, list(papers))
-    out: dict[str, set[str]] = defaultdict(set)
+def _regime(cfg: dict) -> tuple:
+    """What a paper may deliberately change to open a second setting: training images and epochs (e.g.
+    RankMixup's calibration arm). Within one regime, a differing key is a mistake."""
+    return cfg["dataset"].get("train_size"), cfg["train"]["epochs"]
+
+
+def _variants(scale: str, papers) -> dict[tuple, set[str]]:
+    """('<method>-<dataset>-<model>-s<seed>', regime) -> the config hashes the papers' grids give it."""
+    configs, by_paper = plan(scale, ROOT, list(papers))
+    out: dict[tuple, set[str]] = defaultdict(set)
     for rids in by_paper.values():
         for rid in rids:
             stem, h = rid.rsplit("-", 1)
-            out[stem].add(h)
+            out[stem, _regime(configs[rid])].add(h)
     return out
 
 
 def test_cpu_baselines_are_shared_across_papers():
     assert SHARED_CPU[0] == "cutmix" and len(SHARED_CPU) >= 4  # cutmix, decoupled_mixup, rankmixup, resizemix
-    _, by_paper = plan("cpu", ROOT, list(SHARED_CPU))
+    configs, by_paper = plan("cpu", ROOT, list(SHARED_CPU))
     assert set(by_paper) == set(SHARED_CPU)
     variants = _variants("cpu", SHARED_CPU)
     for method in ("erm", "mixup", "cutmix"):
-        stems = [s for s in variants if s.startswith(f"{method}-cifar10-resnet20-")]
+        stems = [k for k in variants if k[0].startswith(f"{method}-cifar10-resnet20-")]
         assert len(stems) >= 3, method  # >= 3 seeds
-        for s in stems:
-            assert len(variants[s]) == 1, f"{s}: the papers' cpu grids differ ({sorted(variants[s])})"
-    # the baselines the other papers compare against are literally the CutMix paper's runs
+        for k in stems:
+            assert len(variants[k]) == 1, f"{k}: the papers' cpu grids differ ({sorted(variants[k])})"
+    # in the shared regime, the baselines the other papers compare against are literally the CutMix paper's runs
     cut = set(by_paper["cutmix"])
+    shared = {_regime(configs[r]) for r in cut}
+    assert len(shared) == 1
     for paper in SHARED_CPU[1:]:
-        base = {r for r in by_paper[paper] if r.split("-")[0] in ("erm", "mixup", "cutmix")}
+        base = {r for r in by_paper[paper] if r.split("-")[0] in ("erm", "mixup", "cutmix")
+                and _regime(configs[r]) in shared}
         assert base and base <= cut, paper
 
 

@@ -343,10 +343,16 @@ def test_tiny_imagenet_missing_names_expected_files(tmp_path):
 def test_experiments_expand_and_cpu_uses_the_shared_setting():
     exp = load_experiments(PAPER / "experiments.yaml")
     counts = {s: len(expand_grid(exp, s, "rankmixup")) for s in ("quick", "cpu", "paper")}
-    assert counts == {"quick": 18, "cpu": 15, "paper": 54}
+    assert counts == {"quick": 18, "cpu": 30, "paper": 54}
+    regimes = {}
     for cfg in expand_grid(exp, "cpu", "rankmixup"):
         assert cfg["dataset"]["name"] == "cifar10" and cfg["model"] == {"name": "resnet20", "width": 16}
         assert cfg["train"]["weight_decay"] == 5e-4 and cfg["train"]["num_threads"] is None
+        regimes.setdefault((cfg["dataset"]["train_size"], cfg["train"]["epochs"]), set()).add(
+            (cfg["method"]["name"], cfg["seed"]))
+    # the shared data-limited arm and the calibration arm: the same five methods x 3 seeds in each
+    assert sorted(regimes) == [(1000, 100), (5000, 20)]
+    assert regimes[1000, 100] == regimes[5000, 20] and len(regimes[5000, 20]) == 15
     names = {c["method"]["name"] for c in expand_grid(exp, "cpu", "rankmixup")}
     assert {c["method"] for c in exp["claims"]} | {c["baseline"] for c in exp["claims"]} <= names
     tiny = [c for c in expand_grid(exp, "paper", "rankmixup") if c["dataset"]["name"] == "tiny_imagenet"]

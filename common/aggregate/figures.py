@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .render import header, statistic_name
+from .render import header, statistic_name, where
 from .stats import PERCENT, claims_table, long_table, shown
 
 OUTCOME_COLORS = {"reproduced": "#2a9d8f", "not reproduced at this scale": "#c44e52", "inconclusive": "#4c72b0"}
@@ -142,7 +142,7 @@ def _forest_rows(ax, rows: list) -> None:
         if not math.isnan(eff):
             ax.plot([sign * shown(m, eff)], [y + 0.25], "D", color="#dd8452", ms=4)
         ticks.append(y)
-        labels.append(f"{r['claim']} ({r['dataset']}, {header(m)})")
+        labels.append(f"{r['claim']} ({where(r)}, {header(m)})")
         y -= 1
     ax.axvline(0, color="k", lw=0.7)
     ax.set_yticks(ticks, labels, fontsize=6)

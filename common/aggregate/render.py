@@ -94,6 +94,12 @@ def detectable_cell(r, mde, d: int) -> str:
     return s
 
 
+def where(r) -> str:
+    """``dataset/model``, plus what tells this setting apart from the claim's other settings."""
+    regime = r.get("regime")
+    return f"{r['dataset']}/{r['model']}" + (f", {regime}" if isinstance(regime, str) and regime else "")
+
+
 def claims_markdown(ct: pd.DataFrame) -> str:
     """One row per claim and setting: the paper's figures, ours (with the statistic used), the difference
     with its interval, the smallest difference the seeds could detect, and the verdict with its reason."""
@@ -106,7 +112,7 @@ def claims_markdown(ct: pd.DataFrame) -> str:
         m, d, v, ci = claim_display(r)
         det = detectable_cell(r, v["mde"], d)
         lines.append(
-            f"| {r['text']} | {reported_cell(r)} | {r['dataset']}/{r['model']} ({header(m)}) | {statistic_name(r)} | "
+            f"| {r['text']} | {reported_cell(r)} | {where(r)} ({header(m)}) | {statistic_name(r)} | "
             f"`{r['method']}` {fmt(v['method_mean'], v['method_std'], digits=d)} (n={r['n_method']}) | "
             f"`{r['baseline']}` {fmt(v['baseline_mean'], v['baseline_std'], digits=d)} (n={r['n_baseline']}) | "
             f"{v['delta']:+.{d}f} {ci or '[–]'} | {det} | **{r['verdict']}** |")
@@ -122,7 +128,7 @@ def summary_tex(ct: pd.DataFrame) -> str:
         pm = "$\\pm$"
         m_s = fmt(v["method_mean"], v["method_std"], digits=d).replace("±", pm)
         b_s = fmt(v["baseline_mean"], v["baseline_std"], digits=d).replace("±", pm)
-        row = [f"{esc(r['text'])}", f"{esc(r['dataset'])}/{esc(r['model'])} ({esc(header(m))})", m_s, b_s,
+        row = [f"{esc(r['text'])}", f"{esc(where(r))} ({esc(header(m))})", m_s, b_s,
                f"{v['delta']:+.{d}f} {ci}",
                f"$\\geq$ {v['mde']:.{d}f}" if v["mde"] is not None and not pd.isna(v["mde"]) else "--",
                esc(r["verdict"]).replace("≥", "$\\geq$").replace("—", "---")]
@@ -157,12 +163,15 @@ def matrix_markdown(mx: pd.DataFrame) -> str:
 def calibration_markdown(df: pd.DataFrame) -> str:
     """The calibration view (``stats.calibration_table``) with ``mean ± std`` cells."""
     metrics = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
-    head = ["Dataset", "Train images", "Model", "Epochs", "Method", "n"] + [
-        templates.CALIBRATION_HEADS.get(m, m) for m in metrics]
+    has_regime = "regime" in df.columns
+    head = ["Dataset", "Train images", "Model", "Epochs"] + (["Regime"] if has_regime else []) + [
+        "Method", "n"] + [templates.CALIBRATION_HEADS.get(m, m) for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in df.iterrows():
         meth = r["method"] + (f" `{r['params']}`" if r["params"] else "")
-        cells = [str(r["dataset"]), str(r["train_size"]), str(r["model"]), str(r["epochs"]), meth, str(r["n"])]
+        cells = [str(r["dataset"]), str(r["train_size"]), str(r["model"]), str(r["epochs"])]
+        cells += [str(r["regime"])] if has_regime else []
+        cells += [meth, str(r["n"])]
         cells += [fmt(r[f"{m}_mean"], r[f"{m}_std"], missing="-") for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ one setting).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -77,11 +78,34 @@ def flat(d: dict, prefix="") -> dict:
     return out
 
 
+def setting_id(config: dict, seed_linked=()) -> str:
+    """Six hex digits naming a run's setting: everything in its config but seed, method, runtime keys and
+    the dotted ``seed_linked`` keys (keys that hold the run's seed, such as a split drawn per seed: runs
+    that differ only there form one setting)."""
+    c = copy.deepcopy({k: v for k, v in config.items() if k not in ("seed", "method", "resources")})
+    c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in ("root", "download")}
+    for key in seed_linked:
+        *parents, last = key.split(".")
+        node = c
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    text = json.dumps(c, sort_keys=True, default=str)
+    if seed_linked:
+        text += "|seed-linked:" + ",".join(seed_linked)
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+def seed_linked_ok(run: dict, seed_linked) -> bool:
+    """Whether every dotted key of ``seed_linked`` holds the run's seed."""
+    f = flat(run["config"])
+    return all(f.get(k) == run["config"].get("seed") for k in seed_linked or ())
+
+
 def _label(runs: list[dict]) -> None:
     for r in runs:
-        c = {k: v for k, v in r["config"].items() if k not in ("seed", "method", "resources")}
-        c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in ("root", "download")}
-        r["setting"] = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:6]
+        r["setting"] = setting_id(r["config"])
         r["dataset"] = r["config"]["dataset"]["name"]
         r["model"] = r["config"]["model"]["name"].replace("timm:", "")
     groups: dict[tuple, list[dict]] = {}

@@ -16,7 +16,7 @@ import statistics
 import pandas as pd
 
 from . import power as pw
-from .runs import matches, read_benchmark_files, scalar_metrics
+from .runs import flat, matches, read_benchmark_files, scalar_metrics, seed_linked_ok, setting_id
 
 # headline metric per task, and the extra columns shown in Markdown tables
 MAIN = {"classification": ["top1", "ece", "adaece", "ts_ece", "nll", "occ_center_25", "occ_random_50"],
@@ -49,7 +49,7 @@ REPORTED_UNITS = [
     (r"^adaece_percent$", "adaece", 1), (r"^ece_after_ts_percent$", "ts_ece", 1),
     (r"^adaece_after_ts_percent$", "ts_adaece", 1), (r"^rmse$", "rmse", 1), (r"^mape_percent$", "mape", 1),
 ]
-CLAIM_COLUMNS = ["paper", "claim", "text", "scale", "dataset", "model", "setting", "metric", "higher_is_better",
+CLAIM_COLUMNS = ["paper", "claim", "text", "scale", "dataset", "model", "setting", "regime", "metric", "higher_is_better",
                  "method", "method_mean", "method_std", "n_method", "baseline", "baseline_mean", "baseline_std",
                  "n_baseline", "delta", "ci_low", "ci_high", "verdict", "reported_metric", "reported_method",
                  "reported_baseline", "reported_dataset", "reported_model", "reported_source", "reported_verified",
@@ -225,16 +225,37 @@ def run_value(run: dict, metric: str, statistic: str = "last", higher_is_better:
 
 
 def claim_arms(c: dict, runs: list[dict]) -> dict[str, dict]:
-    """``{setting: {"method": [run, ...], "baseline": [run, ...], "run": a run}}`` for one claim."""
+    """``{setting: {"method": [run, ...], "baseline": [run, ...], "run": a run}}`` for one claim.
+
+    A claim's ``seed_linked:`` (dotted config keys) keeps only runs whose value there is their seed and
+    pools them into one setting: e.g. ``[dataset.options.shuffle_seed]`` compares methods over seeds that
+    each draw their own split."""
+    linked = tuple(c.get("seed_linked") or ())
     settings: dict[str, dict] = {}
     for r in runs:
-        if not matches(r, c.get("match")):
+        if not matches(r, c.get("match")) or not seed_linked_ok(r, linked):
             continue
+        setting = setting_id(r["config"], linked) if linked else r["setting"]
         name = r["config"]["method"]["name"]
         for arm, want in (("method", c["method"]), ("baseline", c["baseline"])):
             if want in (name, r["label"]):
-                settings.setdefault(r["setting"], {"method": [], "baseline": [], "run": r})[arm].append(r)
+                settings.setdefault(setting, {"method": [], "baseline": [], "run": r})[arm].append(r)
     return settings
+
+
+def setting_differences(runs_by_setting: dict[str, dict]) -> dict[str, str]:
+    """``{setting: "train_size 5000, epochs 20"}``: the config values that tell one claim's settings apart
+    (last part of each dotted key, among keys every setting's config records; empty when the claim has
+    one setting)."""
+    if len(runs_by_setting) < 2:
+        return {}
+    skip = ("seed", "method.", "resources.", "dataset.root", "dataset.download")
+    flats = {k: {kk: vv for kk, vv in flat(r["config"]).items() if not kk.startswith(skip)}
+             for k, r in runs_by_setting.items()}
+    # keys every setting has (runs recorded before a key existed lack it: that is not a difference)
+    keys = sorted(set.intersection(*(set(f) for f in flats.values())))
+    differ = [kk for kk in keys if len({json.dumps(f[kk], sort_keys=True) for f in flats.values()}) > 1]
+    return {k: ", ".join(f"{kk.split('.')[-1]} {f.get(kk)}" for kk in differ) for k, f in flats.items()}
 
 
 def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str) -> pd.DataFrame:
@@ -249,7 +270,9 @@ def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str
         stat = c.get("statistic", "last")
         rep = reported_row(c, reported)
         effect = reported_effect(c, rep)
-        for setting, arms in sorted(claim_arms(c, runs).items()):
+        arms_by_setting = claim_arms(c, runs)
+        regimes = setting_differences({k: v["run"] for k, v in arms_by_setting.items() if v["method"] and v["baseline"]})
+        for setting, arms in sorted(arms_by_setting.items()):
             a, b = ([run_value(r, c["metric"], stat, hib, c["id"]) for r in arms[arm]] for arm in ("method", "baseline"))
             a = [x for x in a if not math.isnan(x)]
             b = [x for x in b if not math.isnan(x)]
@@ -264,6 +287,7 @@ def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str
             rows.append({
                 "paper": exp["paper"], "claim": c["id"], "text": c["text"], "scale": scale,
                 "dataset": arms["run"]["dataset"], "model": arms["run"]["model"], "setting": setting,
+                "regime": regimes.get(setting, ""),
                 "metric": c["metric"], "higher_is_better": hib,
                 "method": c["method"], "method_mean": ma, "method_std": sa if len(a) > 1 else None,
                 "n_method": len(a), "baseline": c["baseline"], "baseline_mean": mb,
@@ -378,5 +402,25 @@ def calibration_table(runs: list[dict], metrics=CALIBRATION_METRICS) -> pd.DataF
         out[f"{m}_mean"] = g[m].mean()
         out[f"{m}_std"] = g[m].std(ddof=1)
     out = out.reset_index()
+    if "ece" in metrics:
+        out["regime"] = [regime(out, r) for _, r in out.iterrows()]
+        cols.insert(len(CALIBRATION_KEYS) - 2, "regime")
     sort_by = ["dataset", "model", "train_size", "epochs"] + (["ece_mean"] if "ece" in metrics else [])
     return out.sort_values(sort_by, kind="stable").reset_index(drop=True)[cols]
+
+
+#: cross-entropy ECE (percent) at or above which a setting counts as data-limited: over-fitting, not the
+#: method's calibration mechanism, then decides the comparison (the papers' CE: 3-5% on full CIFAR)
+OVERFIT_ECE = 15.0
+
+
+def regime(table: pd.DataFrame, row) -> str:
+    """How over-confident cross-entropy (``erm``) ends in ``row``'s setting: the regime a calibration
+    comparison there is made in."""
+    same = table[(table["dataset"] == row["dataset"]) & (table["train_size"] == row["train_size"])
+                 & (table["model"] == row["model"]) & (table["epochs"] == row["epochs"]) & (table["method"] == "erm")]
+    if same.empty or pd.isna(same["ece_mean"].iloc[0]):
+        return "no CE run"
+    ece = float(same["ece_mean"].iloc[0])
+    kind = "data-limited" if ece >= OVERFIT_ECE else "single-digit CE ECE" if ece < 10 else "CE ECE 10-15%"
+    return f"{kind} (CE ECE {ece:.1f}%)"

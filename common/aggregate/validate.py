@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..methods import ConfigError
 from ..registry import did_you_mean
-from .runs import REPORTED_COLUMNS, _label, load_reported, matches
+from .runs import REPORTED_COLUMNS, _label, load_reported, matches, seed_linked_ok
 from .stats import KNOWN_METRICS, STATISTICS
 
 SCALES = ("quick", "cpu", "paper")
@@ -55,12 +55,17 @@ def validate_claims(paper: str, exp: dict, run_cfgs, reported_csv: Path | None) 
             cfgs = [cfg for s in scales for cfg in by_scale.get(s, [])]
         else:
             cfgs = list(run_cfgs)
-        runs = [r for r in _arms(cfgs) if matches(r, c.get("match"))]
+        linked = c.get("seed_linked") or []
+        if not isinstance(linked, list) or not all(isinstance(k, str) for k in linked):
+            errors.append(f"{at}: seed_linked must be a list of dotted config keys, got {linked!r}")
+            linked = []
+        runs = [r for r in _arms(cfgs) if matches(r, c.get("match")) and seed_linked_ok(r, linked)]
         names = sorted({r["config"]["method"]["name"] for r in runs} | {r["label"] for r in runs})
         for arm in ("method", "baseline"):
             want = c.get(arm)
             if want not in names:
-                filt = f" matching {c['match']}" if c.get("match") else ""
+                filt = (f" matching {c['match']}" if c.get("match") else "") + (
+                    f" with {', '.join(linked)} equal to the seed" if linked else "")
                 errors.append(f"{at}: {arm} {want!r} is not among the paper's runs{filt} at scales "
                               f"{', '.join(scales)}.{did_you_mean(want, names)} Runs: {', '.join(names) or 'none'}")
         if c.get("reported"):

@@ -95,3 +95,13 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as e:
         validate_claims("p", _exp(method="nope", metric="nope", statistic="nope"), RUNS, None)
     assert len(str(e.value).splitlines()) == 3
+
+
+def test_seed_linked_keeps_only_runs_whose_key_holds_their_seed():
+    # the quick runs are seed 0 on a split with shuffle_seed 1: no run has shuffle_seed == seed
+    cfg = {**CFG, "dataset": {"name": "digits", "options": {"shuffle_seed": 1}}}
+    runs = {"quick": [{**cfg, "method": {"name": "erm"}}, {**cfg, "method": {"name": "mixup", "alpha": 1.0}}]}
+    with pytest.raises(ConfigError, match=r"with dataset\.options\.shuffle_seed equal to the seed"):
+        validate_claims("p", _exp(scales=["quick"], seed_linked=["dataset.options.shuffle_seed"]), runs, None)
+    with pytest.raises(ConfigError, match=r"claim 'c1': seed_linked must be a list of dotted config keys"):
+        validate_claims("p", _exp(scales=["quick"], seed_linked="dataset.options.shuffle_seed"), RUNS, None)

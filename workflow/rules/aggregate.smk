@@ -73,6 +73,7 @@ rule summary:
         tex="results/{scale}/summary.tex",
         matrix=report("results/{scale}/matrix.md", caption="../report/matrix.rst", category="Summary"),
         matrix_csv="results/{scale}/matrix.csv",
+        fmt="results/{scale}/aggregate_format.txt",
         extra=report(directory("results/{scale}/cross"), patterns=["{name}.md"], caption="../report/cross.rst",
                      category="Summary"),
         **FOREST,
@@ -86,6 +87,7 @@ rule summary:
         "python -m common.aggregate summary --scale {wildcards.scale} --claims {input.claims:q} "
         "--runs {input.runs:q} --out-md {output.md:q} --out-csv {output.csv:q} --out-tex {output.tex:q} "
         "--out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} --out-extra {output.extra:q} "
+        "--out-format {output.fmt:q} "
         "{params.extra} > {log:q} 2>&1"
 
 

@@ -293,7 +293,7 @@ def summary_runs(wc):
 def summary_outputs(wc):
     forest = [f.format(scale=wc.scale) for f in FOREST.values()]  # the forest plot, where one is written
     return [f"results/{wc.scale}/{n}" for n in ("summary.md", "summary.csv", "summary.tex", "matrix.md",
-                                                "matrix.csv", "cross")] + forest
+                                                "matrix.csv", "aggregate_format.txt", "cross")] + forest
 
 
 def summary_digest_inputs(wc):
