@@ -401,7 +401,7 @@ def adopt_committed_aggregates(scale):
               [ROOT / paper_digest_file(scale, p) for p in adopted],
               [*sorted(res.glob("summary.*")), *sorted(res.glob("matrix.*")),
                *sorted((ROOT / "figures" / scale).glob("summary_forest.*")),
-               res / "cross"] if cross else [],
+               res / "aggregate_format.txt", res / "cross"] if cross else [],
               [res / "digests" / "cross-paper.sha256"] if cross else [],
               [res / "readmes.done"] if cross and read_digest(res / "readmes.done") == current else []]
     inputs = {f for p in adopted for f in paper_inputs(scale, p)} | (set(aggregate_inputs(scale)) if cross else set())
