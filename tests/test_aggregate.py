@@ -144,3 +144,21 @@ def test_seed_linked_claims_pool_one_split_per_seed_and_skip_the_rest(tmp_path):
     assert sorted(float(x) for x in t.loc["per_seed", "baseline_values"].split()) == [2.0, 12.0, 22.0]
     assert t.loc["per_seed", "delta"] == pytest.approx(-1.0)
     assert t.loc["per_seed", "setting"] != t.loc["fixed", "setting"]
+
+
+def test_claim_settings_are_told_apart_by_the_keys_that_differ_and_calibration_regimes_by_ce_ece():
+    from common.aggregate.stats import regime, setting_differences
+
+    def run(train_size, epochs, extra=None):
+        cfg = {"seed": 0, "method": {"name": "erm"}, "dataset": {"name": "cifar10", "train_size": train_size, "root": "/x"},
+               "train": {"epochs": epochs, **(extra or {})}}
+        return {"config": cfg}
+
+    # a key only the newer runs record is not a difference; the root and the seed never are
+    got = setting_differences({"a": run(1000, 100), "b": run(5000, 20, {"persistent_workers": True})})
+    assert got == {"a": "train_size 1000, epochs 100", "b": "train_size 5000, epochs 20"}
+    assert setting_differences({"a": run(1000, 100)}) == {}
+    assert regime(35.07) == "data-limited (CE ECE 35.1%)"
+    assert regime(5.72) == "single-digit CE ECE (CE ECE 5.7%)"
+    assert regime(12.0) == "CE ECE 10-15% (CE ECE 12.0%)"
+    assert regime(None) == "no CE run"

@@ -78,12 +78,22 @@ def flat(d: dict, prefix="") -> dict:
     return out
 
 
+#: config keys that do not make a setting: top-level blocks, and runtime keys of the dataset block
+NOT_SETTING = ("seed", "method", "resources")
+DATASET_RUNTIME = ("root", "download")
+
+
+def varying_keys(flats: list[dict], keys) -> list[str]:
+    """The dotted ``keys`` whose value is not the same in every flat dict of ``flats``."""
+    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+
+
 def setting_id(config: dict, seed_linked=()) -> str:
     """Six hex digits naming a run's setting: everything in its config but seed, method, runtime keys and
     the dotted ``seed_linked`` keys (keys that hold the run's seed, such as a split drawn per seed: runs
     that differ only there form one setting)."""
-    c = copy.deepcopy({k: v for k, v in config.items() if k not in ("seed", "method", "resources")})
-    c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in ("root", "download")}
+    c = copy.deepcopy({k: v for k, v in config.items() if k not in NOT_SETTING})
+    c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in DATASET_RUNTIME}
     for key in seed_linked:
         *parents, last = key.split(".")
         node = c
@@ -114,7 +124,7 @@ def _label(runs: list[dict]) -> None:
     for (name, _), rs in groups.items():
         flats = [flat({k: v for k, v in r["config"]["method"].items() if k != "name"}) for r in rs]
         keys = sorted({k for f in flats for k in f})
-        varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+        varying = varying_keys(flats, keys)
         for r, f in zip(rs, flats):
             extra = ",".join(f"{k}={f.get(k)}" for k in varying)
             r["label"] = f"{name}({extra})" if extra else name

@@ -16,7 +16,8 @@ import statistics
 import pandas as pd
 
 from . import power as pw
-from .runs import flat, matches, read_benchmark_files, scalar_metrics, seed_linked_ok, setting_id
+from .runs import (DATASET_RUNTIME, NOT_SETTING, flat, matches, read_benchmark_files, scalar_metrics, seed_linked_ok,
+                   setting_id, varying_keys)
 
 # headline metric per task, and the extra columns shown in Markdown tables
 MAIN = {"classification": ["top1", "ece", "adaece", "ts_ece", "nll", "occ_center_25", "occ_random_50"],
@@ -249,12 +250,12 @@ def setting_differences(runs_by_setting: dict[str, dict]) -> dict[str, str]:
     one setting)."""
     if len(runs_by_setting) < 2:
         return {}
-    skip = ("seed", "method.", "resources.", "dataset.root", "dataset.download")
+    skip = tuple(f"{k}." for k in NOT_SETTING) + ("seed",) + tuple(f"dataset.{k}" for k in DATASET_RUNTIME)
     flats = {k: {kk: vv for kk, vv in flat(r["config"]).items() if not kk.startswith(skip)}
              for k, r in runs_by_setting.items()}
     # keys every setting has (runs recorded before a key existed lack it: that is not a difference)
     keys = sorted(set.intersection(*(set(f) for f in flats.values())))
-    differ = [kk for kk in keys if len({json.dumps(f[kk], sort_keys=True) for f in flats.values()}) > 1]
+    differ = varying_keys(list(flats.values()), keys)
     return {k: ", ".join(f"{kk.split('.')[-1]} {f.get(kk)}" for kk in differ) for k, f in flats.items()}
 
 
@@ -403,8 +404,10 @@ def calibration_table(runs: list[dict], metrics=CALIBRATION_METRICS) -> pd.DataF
         out[f"{m}_std"] = g[m].std(ddof=1)
     out = out.reset_index()
     if "ece" in metrics:
-        out["regime"] = [regime(out, r) for _, r in out.iterrows()]
-        cols.insert(len(CALIBRATION_KEYS) - 2, "regime")
+        setting = ["dataset", "train_size", "model", "epochs"]
+        ce = out[out["method"] == "erm"].set_index(setting)["ece_mean"].to_dict()
+        out["regime"] = [regime(ce.get(k)) for k in out[setting].itertuples(index=False, name=None)]
+        cols.insert(cols.index("method"), "regime")
     sort_by = ["dataset", "model", "train_size", "epochs"] + (["ece_mean"] if "ece" in metrics else [])
     return out.sort_values(sort_by, kind="stable").reset_index(drop=True)[cols]
 
@@ -414,13 +417,10 @@ def calibration_table(runs: list[dict], metrics=CALIBRATION_METRICS) -> pd.DataF
 OVERFIT_ECE = 15.0
 
 
-def regime(table: pd.DataFrame, row) -> str:
-    """How over-confident cross-entropy (``erm``) ends in ``row``'s setting: the regime a calibration
-    comparison there is made in."""
-    same = table[(table["dataset"] == row["dataset"]) & (table["train_size"] == row["train_size"])
-                 & (table["model"] == row["model"]) & (table["epochs"] == row["epochs"]) & (table["method"] == "erm")]
-    if same.empty or pd.isna(same["ece_mean"].iloc[0]):
+def regime(ce_ece: float | None) -> str:
+    """How over-confident cross-entropy (``erm``) ends in a setting, from its mean ECE in percent: the
+    regime a calibration comparison there is made in."""
+    if ce_ece is None or pd.isna(ce_ece):
         return "no CE run"
-    ece = float(same["ece_mean"].iloc[0])
-    kind = "data-limited" if ece >= OVERFIT_ECE else "single-digit CE ECE" if ece < 10 else "CE ECE 10-15%"
-    return f"{kind} (CE ECE {ece:.1f}%)"
+    kind = "data-limited" if ce_ece >= OVERFIT_ECE else "single-digit CE ECE" if ce_ece < 10 else "CE ECE 10-15%"
+    return f"{kind} (CE ECE {ce_ece:.1f}%)"
