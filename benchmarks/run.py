@@ -44,7 +44,7 @@ def workflow_section(root: Path) -> dict:
 
     out: dict = {"_targets": []}
     budgets = {"quick": (15 * 60, "default `snakemake` (quick) <= 15 min"),
-               "cpu": (3 * 3600, "whole cpu scale <= 3 h on 2 cores")}
+               "cpu": (4 * 3600, "whole cpu scale <= 4 h on 2 idle cores")}
     for scale in ("quick", "cpu"):
         try:
             df = summarize(scale, root)

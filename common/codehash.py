@@ -106,10 +106,11 @@ def _registering_module(kind: str, name: str) -> str:
     return getattr(obj, "__module__", None) or "?"
 
 
-def code_files(cfg: dict, root=None) -> list[Path]:
+def code_files(cfg: dict, root=None, _cache: dict | None = None) -> list[Path]:
     """The source files that compute the run ``cfg``, as paths relative to ``root`` (default: the
     repository root), sorted. A module outside ``common/`` and ``papers/`` (e.g. a test plugin)
-    contributes its own file (absolute if it lies outside ``root``)."""
+    contributes its own file (absolute if it lies outside ``root``). ``_cache`` (one dict per pass
+    over many runs) keeps each paper file's imports once parsed."""
     root = Path(root).resolve() if root is not None else ROOT
     files = _core_files(root)
     todo, seen = [], set()
@@ -134,7 +135,12 @@ def code_files(cfg: dict, root=None) -> list[Path]:
         pf = _paper_files(pkg, root)
         files |= pf
         for rel in pf:
-            todo.extend(_imported_papers(rel, root) - seen)
+            found = _cache.get(("imports", rel)) if _cache is not None else None
+            if found is None:
+                found = _imported_papers(rel, root)
+                if _cache is not None:
+                    _cache[("imports", rel)] = found
+            todo.extend(found - seen)
     return sorted({Path(f) for f in files} | extra, key=lambda p: p.as_posix())
 
 
@@ -155,7 +161,7 @@ def code_digest(cfg: dict, root=None, _cache: dict | None = None) -> str:
     if _cache is not None and files_key in _cache:
         files = _cache[files_key]
     else:
-        files = code_files(cfg, root)
+        files = code_files(cfg, root, _cache)
         if _cache is not None:
             _cache[files_key] = files
     h = hashlib.sha256()

@@ -82,17 +82,27 @@ NEUTRAL_DEFAULTS: dict = {
 
 
 # --------------------------------------------------------------------------- merging
+def copy_data(x):
+    """A deep copy of YAML/JSON data (dicts, lists, scalars; anything else goes to copy.deepcopy), several
+    times faster than copy.deepcopy on such data, which grid expansion copies thousands of times."""
+    if isinstance(x, dict):
+        return {k: copy_data(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [copy_data(v) for v in x]
+    return x if isinstance(x, (str, int, float, type(None))) else copy.deepcopy(x)
+
+
 def deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
+    out = copy_data(base)
     for k, v in (over or {}).items():
         if k in ("method", "model") and isinstance(v, (str, dict)):
             v = {"name": v} if isinstance(v, str) else v
             old = out.get(k) if isinstance(out.get(k), dict) else {}
-            out[k] = copy.deepcopy(v) if v.get("name", old.get("name")) != old.get("name") else deep_merge(old, v)
+            out[k] = copy_data(v) if v.get("name", old.get("name")) != old.get("name") else deep_merge(old, v)
         elif isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v)
         else:
-            out[k] = copy.deepcopy(v)
+            out[k] = copy_data(v)
     return out
 
 
@@ -386,9 +396,10 @@ def run_id(cfg: dict) -> str:
 
 
 # --------------------------------------------------------------------------- YAML
-class StrictLoader(yaml.SafeLoader):
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """``yaml.SafeLoader`` that rejects duplicate keys and reads ``1e6``, ``5e-4``, ``-1E3`` as
-    floats (YAML 1.1 wants a dot and a signed exponent, so SafeLoader reads them as strings)."""
+    floats (YAML 1.1 wants a dot and a signed exponent, so SafeLoader reads them as strings).
+    Parsed by libyaml where PyYAML has it (about 8x faster; the same data, see tests)."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):

@@ -1,10 +1,14 @@
 """``python -m common.aggregate readmes``: one scale's blocks only, quick never inlined in tracked READMEs,
-files rewritten only when their text changes, the bench block only when its section is passed."""
+files rewritten only when their text changes, the bench block only when its section is passed, and the
+performance headline read from the benchmark section."""
 import argparse
 import os
+import re
 from pathlib import Path
 
-from common.aggregate.cli import parser, readmes
+from common.aggregate.cli import bench_headline, parser, readmes, workflow_elapsed
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BLOCKS = ("<!-- BEGIN generated:{0} -->\nold {0}\n<!-- END generated:{0} -->\n")
 
@@ -66,3 +70,49 @@ def test_unchanged_readmes_are_not_rewritten(tmp_path):
         os.utime(p, ns=(1, 1))
     readmes(_args(tmp_path, "cpu"), root)
     assert all(p.stat().st_mtime_ns == 1 for p in root.rglob("README.md"))
+
+
+SECTION = """Measured today on a test machine. Every figure is a ratio.
+
+| measurement | target | precise | end to end [IQR] | verdict |
+|---|---|---|---|---|
+| mixup vs erm | <= 2% over erm | +0.1% | +0.4% | met |
+| ours mixup vs timm mixup | ours <= timm | 1.15x | - | missed: 15% slower than timm (it allocates) |
+
+**Workflow wall time, `quick` scale** (sum of the benchmark files):
+
+| paper | runs measured / planned | wall (sum) | cpu (sum) | ~ elapsed on 2 idle cores | longest run |
+|---|---|---|---|---|---|
+| a | 2/2 | 0:50 | 0:46 | 0:23 | 0:05 |
+| all papers | 2/2 | 0:50 | 0:46 | 0:23 | 0:05 |
+
+**Workflow wall time, `cpu` scale** (sum of the benchmark files):
+
+| paper | runs measured / planned | wall (sum) | cpu (sum) | ~ elapsed on 2 idle cores | longest run |
+|---|---|---|---|---|---|
+| a | 4/4 | 3:00:00 | 2:06:35 | 1:03:17 | 1:20:04 |
+| b | 1/1 | 30:00 | 29:58 | 14:59 | 30:00 |
+| all papers | 5/5 | 3:30:00 | 2:36:33 | 1:18:17 | 1:20:04 |
+"""
+
+
+def test_bench_headline_has_targets_and_elapsed_time_per_paper_and_scale():
+    text = bench_headline(SECTION, "intro\n* **deit**: 17 workers.\n")
+    assert text.startswith("Measured today on a test machine.\n")
+    assert "Targets: 1 of 2 met. Missed: ours mixup vs timm mixup." in text
+    assert ("| paper | `quick` | `cpu` |\n|---|---|---|\n| a | 23 s | 1 h 03 min |\n| b | - | 15 min |\n"
+            "| all papers | 23 s | 1 h 18 min |\n") in text
+    assert text.rstrip().endswith("* **deit**: 17 workers.")
+
+
+def test_the_committed_bench_section_parses():
+    """benchmarks.report writes the tables bench_headline reads: the committed section has both scales."""
+    section = (ROOT / "results/bench/README_section.md").read_text()
+    elapsed = workflow_elapsed(section)
+    assert set(elapsed) == {"quick", "cpu"}
+    for rows in elapsed.values():
+        assert rows[-1][0] == "all papers" and all(re.fullmatch(r"\d+(:\d\d){1,2}", r[2]) for r in rows)
+
+
+def test_the_top_readme_stays_under_12k_characters():
+    assert len((ROOT / "README.md").read_text()) < 12_000

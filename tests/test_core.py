@@ -104,6 +104,20 @@ def test_digits_loads_with_a_fixed_balanced_split():
     assert torch.equal(load_digits().test.x, s.test.x)  # fixed
 
 
+def test_digits_are_scikit_learns_digits_without_importing_it(monkeypatch):
+    import sys
+
+    from sklearn.datasets import load_digits as sk_digits
+
+    from common.data import sklearn_digits
+
+    ref = sk_digits()
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # any import of it would fail
+    images, target = sklearn_digits()
+    assert images.dtype == ref.images.dtype and np.array_equal(images, ref.images)
+    assert target.dtype == ref.target.dtype and np.array_equal(target, ref.target)
+
+
 def test_prepare_splits_val_and_train_size_are_balanced_and_fixed():
     from common.data import prepare_splits
 

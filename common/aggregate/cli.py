@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -161,20 +162,51 @@ def results_headline(ct: pd.DataFrame, scale: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _duration(hms: str) -> str:
+    """``"1:03:17"`` -> ``"1 h 03 min"``, ``"24:09"`` -> ``"24 min"``, ``"0:23"`` -> ``"23 s"`` (``"-"`` stays)."""
+    if not re.fullmatch(r"\d+(:\d\d){1,2}", hms):
+        return hms
+    h, m, s = ([0] + [int(x) for x in hms.split(":")])[-3:]
+    if h:
+        return f"{h} h {m + (s >= 30):02d} min" if m + (s >= 30) < 60 else f"{h + 1} h 00 min"
+    return f"{m + (s >= 30)} min" if m else f"{s} s"
+
+
+def workflow_elapsed(section: str) -> dict[str, list[list[str]]]:
+    """``{scale: [[paper, runs planned, elapsed], ...]}`` from the benchmark section's "Workflow wall time,
+    `<scale>` scale" tables (benchmarks.report), elapsed = the CPU-time sum / 2 column."""
+    out = {}
+    for m in re.finditer(r"\*\*Workflow wall time, `(\w+)` scale\*\*[^\n]*\n\n((?:\|[^\n]*\n?)+)", section):
+        head, _, *body = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in m.group(2).splitlines()]
+        col = next(i for i, h in enumerate(head) if h.startswith("~ elapsed"))
+        out[m.group(1)] = [[r[0], r[1].split("/")[-1], r[col]] for r in body]
+    return out
+
+
 def bench_headline(section: str, *more: str) -> str:
     """The top README's performance headline from the benchmark section: how it was measured (its first
-    paragraph), the targets met and the ones missed, the conclusions (``* **...`` lines) of further
-    sections such as the file-based loader's, and a link to the whole section."""
+    paragraph), the targets met and the ones missed, the workflow's elapsed time per paper and scale,
+    the conclusions (``* **...`` lines) of further sections such as the file-based loader's, and a link
+    to the whole section."""
     intro = section.strip().split("\n\n", 1)[0]
     rows = [r for r in section.splitlines() if r.startswith("| ") and r.rstrip().endswith(" |")]
     verdicts = [(r.split(" | ")[0].lstrip("| "), r.rstrip(" |").rsplit(" | ", 1)[-1]) for r in rows
                 if r.rstrip(" |").rsplit(" | ", 1)[-1].startswith(("met", "missed"))]
     met = [m for m, v in verdicts if v.startswith("met")]
-    missed = [f"{m} ({v.split(' (')[0]})" for m, v in verdicts if v.startswith("missed")]
+    missed = [m for m, v in verdicts if v.startswith("missed")]
     out = [intro.split(" Every figure is")[0], "",
-           f"Targets: {len(met)} of {len(verdicts)} met." + (f" Missed: {'; '.join(missed)}." if missed else ""), "",
-           "Every table (method step overheads, trainer vs a bare loop, the data paths, mixing ops vs timm and "
-           "torchvision, CPU options, workflow times): [`results/bench/README_section.md`](results/bench/README_section.md)."]
+           f"Targets: {len(met)} of {len(verdicts)} met." + (f" Missed: {'; '.join(missed)}." if missed else "")]
+    elapsed = workflow_elapsed(section)
+    if elapsed:
+        scales = list(elapsed)
+        papers = list(dict.fromkeys(r[0] for s in scales for r in elapsed[s]))
+        papers.sort(key=lambda p: p == "all papers")  # the total last
+        cell = {(s, r[0]): _duration(r[2]) for s in scales for r in elapsed[s]}
+        out += ["", "Workflow time per paper on 2 idle cores (CPU-time sum of its runs / 2):", "",
+                "| paper | " + " | ".join(f"`{s}`" for s in scales) + " |", "|---" * (len(scales) + 1) + "|",
+                *[f"| {p} | " + " | ".join(cell.get((s, p), "-") for s in scales) + " |" for p in papers]]
+    out += ["", "Every table, with the reasons for each verdict: "
+            "[`results/bench/README_section.md`](results/bench/README_section.md)."]
     for extra in more:
         out += ["", *[line for line in extra.splitlines() if line.startswith("* **")]]
     return "\n".join(out) + "\n"

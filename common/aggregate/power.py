@@ -64,17 +64,23 @@ def mde(sd: float, na: int, nb: int, level: float = LEVEL, target: float = POWER
 
 
 def seeds_needed(effect: float, sd: float, level: float = LEVEL, target: float = POWER, cap: int = 1000) -> int | None:
-    """Seeds per arm at which :func:`mde` falls to ``|effect|``; ``None`` beyond ``cap`` or when unknown."""
+    """Seeds per arm at which :func:`mde` falls to ``|effect|``; ``None`` beyond ``cap`` or when unknown.
+    Power grows with the difference, so ``mde(n) <= |effect|`` exactly when ``power(|effect|, n) >= target``:
+    one power evaluation per candidate ``n`` instead of a bisection."""
     if effect is None or sd is None or math.isnan(effect) or math.isnan(sd) or effect == 0:
         return None
     if sd == 0:
         return 2
+
+    def resolves(n: int) -> bool:
+        return power(abs(effect), sd, n, n, level) >= target
+
     n = 2
-    while mde(sd, n, n, level, target) > abs(effect):
+    while not resolves(n):
         n = n + 1 if n < 20 else int(n * 1.25)
         if n > cap:
             return None
     if n > 20:  # the geometric steps may overshoot: step back one seed at a time
-        while n > 2 and mde(sd, n - 1, n - 1, level, target) <= abs(effect):
+        while n > 2 and resolves(n - 1):
             n -= 1
     return n

@@ -7,7 +7,6 @@ one setting).
 """
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import json
@@ -92,13 +91,17 @@ def setting_id(config: dict, seed_linked=()) -> str:
     """Six hex digits naming a run's setting: everything in its config but seed, method, runtime keys and
     the dotted ``seed_linked`` keys (keys that hold the run's seed, such as a split drawn per seed: runs
     that differ only there form one setting)."""
-    c = copy.deepcopy({k: v for k, v in config.items() if k not in NOT_SETTING})
+    c = {k: v for k, v in config.items() if k not in NOT_SETTING}
     c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in DATASET_RUNTIME}
-    for key in seed_linked:
+    for key in seed_linked:  # dropped from copies of the dicts on its path: the run's config is left as it is
         *parents, last = key.split(".")
         node = c
         for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
+            child = node.get(p) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                node = None
+                break
+            node[p] = node = dict(child)
         if isinstance(node, dict):
             node.pop(last, None)
     text = json.dumps(c, sort_keys=True, default=str)

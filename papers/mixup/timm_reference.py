@@ -21,15 +21,18 @@ after the call.
 """
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from timm.data import Mixup as TimmMixup
-from timm.loss import SoftTargetCrossEntropy
 
 from common.methods import ConfigError, Method, MixInfo, StepOutput, check_range, register_method
+
+if TYPE_CHECKING:
+    from timm.data import Mixup as TimmMixup
 
 
 @dataclass
@@ -49,21 +52,28 @@ class TimmMixupParams:
             raise ValueError(f"correct_lam must be true or false, got {self.correct_lam!r}")
 
 
-class _RecordingMixup(TimmMixup):
-    """timm's Mixup, unchanged, remembering the branch and lambda of its last batch-mode call."""
+@functools.cache
+def recording_mixup() -> type:
+    """timm's Mixup, unchanged, remembering the branch and lambda of its last batch-mode call. Built on
+    first use: importing timm (and the torchvision it loads) costs seconds, which every process that
+    registers the methods would otherwise pay."""
+    from timm.data import Mixup
 
-    last_use_cutmix = False
-    last_lam = 1.0
+    class RecordingMixup(Mixup):
+        last_use_cutmix = False
+        last_lam = 1.0
 
-    def _params_per_batch(self):
-        lam, use_cutmix = super()._params_per_batch()
-        self.last_use_cutmix = bool(use_cutmix)
-        return lam, use_cutmix
+        def _params_per_batch(self):
+            lam, use_cutmix = super()._params_per_batch()
+            self.last_use_cutmix = bool(use_cutmix)
+            return lam, use_cutmix
 
-    def _mix_batch(self, x):
-        self.last_use_cutmix = False
-        self.last_lam = float(super()._mix_batch(x))  # area-corrected for CutMix when correct_lam
-        return self.last_lam
+        def _mix_batch(self, x):
+            self.last_use_cutmix = False
+            self.last_lam = float(super()._mix_batch(x))  # area-corrected for CutMix when correct_lam
+            return self.last_lam
+
+    return RecordingMixup
 
 
 def numpy_seed(generator: torch.Generator) -> int:
@@ -96,7 +106,9 @@ class TimmMixupMethod(Method):
         p = self.p
         # label smoothing enters through timm's mixer, as in timm's train.py; timm's default is 0.1,
         # here it is the run's train.label_smoothing (0 in the shared CIFAR-10 setting)
-        self.mixer = _RecordingMixup(
+        from timm.loss import SoftTargetCrossEntropy
+
+        self.mixer = recording_mixup()(
             mixup_alpha=p.mixup_alpha, cutmix_alpha=p.cutmix_alpha, prob=p.prob, switch_prob=p.switch_prob,
             mode="batch", correct_lam=p.correct_lam, label_smoothing=ctx.label_smoothing,
             num_classes=ctx.num_classes)

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rel_helpers import tiny, write_config
+from rel_helpers import ROOT, tiny, write_config
 
 from common.config import (ConfigError, apply_overrides, load_experiments, load_yaml, parse_yaml, resolve,
                            validate_run_config)
@@ -150,6 +150,33 @@ def test_duplicate_yaml_keys_name_file_line_and_key(tmp_path, text, line, key):
         load_yaml(p)
     msg = str(e.value)
     assert str(p) in msg and f"line {line}" in msg and f"duplicate key {key}" in msg, msg
+
+
+def test_libyaml_and_the_pure_python_parser_read_every_yaml_file_alike():
+    """StrictLoader parses with libyaml when PyYAML has it; the pure-Python parser with the same rules
+    reads every YAML file of the repository (grids, recipes, workflow config) into the same data."""
+    from common.config import StrictLoader
+
+    class PurePython(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+                     StrictLoader):  # StrictLoader's rules over PyYAML's own Python parser
+        def __init__(self, stream):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    assert issubclass(StrictLoader, yaml.CSafeLoader) == yaml.__with_libyaml__
+    assert PurePython.compose_node is yaml.composer.Composer.compose_node  # not libyaml's
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'a'"):
+        yaml.load("a: 1\na: 2\n", Loader=PurePython)
+
+    files = sorted(ROOT.glob("papers/*/*.yaml")) + sorted(ROOT.glob("config/*.yaml"))
+    assert len(files) > 10
+    for f in files:
+        text = f.read_text()
+        assert yaml.load(text, Loader=StrictLoader) == yaml.load(text, Loader=PurePython), f
 
 
 def test_yaml_merge_keys_may_override():

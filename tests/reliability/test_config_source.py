@@ -214,3 +214,14 @@ def test_validate_all_catches_a_typo_in_a_scale_not_being_run(tmp_path):
 
 def test_validate_all_passes_on_the_repository():
     validate_all(ROOT)
+
+
+def test_copy_data_is_a_deep_copy_of_config_data():
+    data = {"a": [1, {"b": [2.5, None, True]}], "c": {"d": "x"}, "e": (1, [2]), "f": {3}}
+    out = config.copy_data(data)
+    assert out == data
+    out["a"][1]["b"].append(0)
+    out["c"]["d"] = "y"
+    out["e"][1].append(3)
+    out["f"].add(4)
+    assert data == {"a": [1, {"b": [2.5, None, True]}], "c": {"d": "x"}, "e": (1, [2]), "f": {3}}

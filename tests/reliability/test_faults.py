@@ -23,6 +23,7 @@ from common.config import resolve
 
 
 # --------------------------------------------------------------------------- resume
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_uninterrupted_run(tmp_path, reference):
     cfg = write_config(tmp_path / "run.yaml", tiny())
     out, ckpt = tmp_path / "runs" / "r", tmp_path / "ckpt"
@@ -282,6 +283,7 @@ def _fake_cifar10_zip(root: Path, per_class: int = 6) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_runs_in_parallel_share_no_temp_files_and_agree(tmp_path):
     """Two jobs at once (as ``snakemake -j 2`` runs them): different run dirs, one shared data
     cache that both build at the same moment. Both succeed with identical numbers, the cache is

@@ -71,6 +71,7 @@ def _limit_file_size(nbytes: int):
     return pre
 
 
+@pytest.mark.slow
 def test_file_size_limit_writing_a_checkpoint_subprocess(tmp_path):
     """A real ``RLIMIT_FSIZE`` (as set by a cluster scheduler or ``ulimit -f``) in the trainer process."""
     cfg = write_config(tmp_path / "run.yaml", tiny())
