@@ -109,10 +109,11 @@ def test_digits_are_scikit_learns_digits_without_importing_it(monkeypatch):
 
     from sklearn.datasets import load_digits as sk_digits
 
-    from common.data import sklearn_digits
+    from common.data import load_digits, sklearn_digits
 
     ref = sk_digits()
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # any import of it would fail
+    assert len(load_digits().train) == 1297
     images, target = sklearn_digits()
     assert images.dtype == ref.images.dtype and np.array_equal(images, ref.images)
     assert target.dtype == ref.target.dtype and np.array_equal(target, ref.target)

@@ -87,12 +87,19 @@ def varying_keys(flats: list[dict], keys) -> list[str]:
     return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
 
 
-def setting_id(config: dict, seed_linked=()) -> str:
-    """Six hex digits naming a run's setting: everything in its config but seed, method, runtime keys and
-    the dotted ``seed_linked`` keys (keys that hold the run's seed, such as a split drawn per seed: runs
-    that differ only there form one setting)."""
+def setting_config(config: dict) -> dict:
+    """The part of a run config that makes its setting: all but seed, method and runtime keys (shallow
+    copies of the top level and the dataset block; deeper blocks are shared with ``config``)."""
     c = {k: v for k, v in config.items() if k not in NOT_SETTING}
     c["dataset"] = {k: v for k, v in c["dataset"].items() if k not in DATASET_RUNTIME}
+    return c
+
+
+def setting_id(config: dict, seed_linked=()) -> str:
+    """Six hex digits naming a run's setting (:func:`setting_config`) without the dotted ``seed_linked``
+    keys (keys that hold the run's seed, such as a split drawn per seed: runs that differ only there form
+    one setting)."""
+    c = setting_config(config)
     for key in seed_linked:  # dropped from copies of the dicts on its path: the run's config is left as it is
         *parents, last = key.split(".")
         node = c
@@ -112,6 +119,8 @@ def setting_id(config: dict, seed_linked=()) -> str:
 
 def seed_linked_ok(run: dict, seed_linked) -> bool:
     """Whether every dotted key of ``seed_linked`` holds the run's seed."""
+    if not seed_linked:
+        return True
     f = flat(run["config"])
     return all(f.get(k) == run["config"].get("seed") for k in seed_linked or ())
 

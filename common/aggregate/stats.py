@@ -16,8 +16,8 @@ import statistics
 import pandas as pd
 
 from . import power as pw
-from .runs import (DATASET_RUNTIME, NOT_SETTING, flat, matches, read_benchmark_files, scalar_metrics, seed_linked_ok,
-                   setting_id, varying_keys)
+from .runs import (flat, matches, read_benchmark_files, scalar_metrics, seed_linked_ok, setting_config, setting_id,
+                   varying_keys)
 
 # headline metric per task, and the extra columns shown in Markdown tables
 MAIN = {"classification": ["top1", "ece", "adaece", "ts_ece", "nll", "occ_center_25", "occ_random_50"],
@@ -250,9 +250,7 @@ def setting_differences(runs_by_setting: dict[str, dict]) -> dict[str, str]:
     one setting)."""
     if len(runs_by_setting) < 2:
         return {}
-    skip = tuple(f"{k}." for k in NOT_SETTING) + ("seed",) + tuple(f"dataset.{k}" for k in DATASET_RUNTIME)
-    flats = {k: {kk: vv for kk, vv in flat(r["config"]).items() if not kk.startswith(skip)}
-             for k, r in runs_by_setting.items()}
+    flats = {k: flat(setting_config(r["config"])) for k, r in runs_by_setting.items()}
     # keys every setting has (runs recorded before a key existed lack it: that is not a difference)
     keys = sorted(set.intersection(*(set(f) for f in flats.values())))
     differ = varying_keys(list(flats.values()), keys)
