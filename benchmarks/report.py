@@ -296,13 +296,20 @@ def markdown(df: pd.DataFrame, meta: dict, workflow: dict[str, pd.DataFrame], fi
                   f"`results/{scale}/benchmarks/*.tsv`; serial seconds: runs are single-threaded, so on 2 idle cores "
                   f"the elapsed time is about half the CPU-time sum; wall-clock sums also count time spent waiting "
                   f"for a core when more jobs than cores ran; a run shared by two papers counts in both rows):")
+        one = "cpu_one_machine_s" in wf and wf["cpu_one_machine_s"].notna().any()
+        if one:  # same paragraph as the heading: common.aggregate.cli.workflow_elapsed reads heading + table
+            md[-1] += (" *cpu, one machine*: CPU times of runs committed on different days (often different "
+                       "machines) put in the units of the largest batch's machine before they are added "
+                       "(`python -m benchmarks.rebench`, [`rebench.csv`](rebench.csv)).")
         md.append("")
-        md.append(_table(["paper", "runs measured / planned", "wall (sum)", "cpu (sum)", "~ elapsed on 2 idle cores",
-                          "longest run"],
+        cpu = "cpu_one_machine_s" if one else "cpu_s"
+        md.append(_table(["paper", "runs measured / planned", "wall (sum)", "cpu (sum)"]
+                         + (["cpu, one machine (sum)"] if one else []) + ["~ elapsed on 2 idle cores", "longest run"],
                          [[r["paper"], f"{r['runs_measured']}/{r['runs_planned']}"]
-                          + ([format_seconds(r["wall_s"]), format_seconds(r["cpu_s"]), format_seconds(r["cpu_s"] / 2),
-                              format_seconds(r["max_run_s"])]
-                             if r["runs_measured"] else ["-", "-", "-", "-"])
+                          + ([format_seconds(r["wall_s"]), format_seconds(r["cpu_s"])]
+                             + ([format_seconds(r[cpu])] if one else [])
+                             + [format_seconds(r[cpu] / 2), format_seconds(r["max_run_s"])]
+                             if r["runs_measured"] else ["-"] * (5 if one else 4))
                           for _, r in wf.iterrows()]))
         md.append("")
 

@@ -40,6 +40,7 @@ def _log(msg: str) -> None:
 
 def workflow_section(root: Path) -> dict:
     """``{scale: DataFrame}`` for scales with benchmark files, plus ``_targets`` rows."""
+    from .rebench import one_machine_factors
     from .workflow_times import format_seconds, summarize
 
     out: dict = {"_targets": []}
@@ -47,7 +48,8 @@ def workflow_section(root: Path) -> dict:
                "cpu": (4 * 3600, "whole cpu scale <= 4 h on 2 idle cores")}
     for scale in ("quick", "cpu"):
         try:
-            df = summarize(scale, root)
+            one = one_machine_factors(scale, root) if scale == "cpu" else None
+            df = summarize(scale, root, factors=one[0] if one else None)
         except Exception as e:  # noqa: BLE001 - a paper's grid may be mid-edit
             _log(f"workflow times for {scale}: {type(e).__name__}: {e}")
             continue
@@ -58,11 +60,24 @@ def workflow_section(root: Path) -> dict:
         budget, text = budgets[scale]
         # Runs are single-threaded and CPU-bound, so two at a time on 2 cores take about half their CPU
         # time. The wall-clock sum is not used: it grows with whatever else shared the cores.
-        est = total["cpu_s"] / 2
+        # Files written on different days/machines are first put in one machine's units when
+        # benchmarks.rebench measured how each batch's machine compares (else the raw sum is used).
+        one_machine = total["cpu_one_machine_s"] == total["cpu_one_machine_s"]
+        est = (total["cpu_one_machine_s"] if one_machine else total["cpu_s"]) / 2
         if total["complete"]:
             verdict = "met" if est <= budget else f"missed by {format_seconds(est - budget)}"
             shown = (f"~{format_seconds(est)} elapsed on 2 idle cores (CPU-time sum {format_seconds(total['cpu_s'])}"
                      f" / 2; wall-clock sum {format_seconds(total['wall_s'])})")
+            if one_machine:
+                info = one[1]
+                meta = root / "results" / "bench" / "rebench_meta.json"
+                when = json.loads(meta.read_text()) if meta.is_file() else {}
+                today = (f"the rerun machine ({when['hardware']['cpu_model']}, {when['date'][:10]})" if when
+                         else "today's machine")
+                shown = (f"~{format_seconds(est)} elapsed on 2 idle cores on the machine of the {info['reference']} "
+                         f"runs (CPU-time sum / 2, batches rescaled by `benchmarks.rebench`; the raw sum of files from "
+                         f"several machines gives ~{format_seconds(total['cpu_s'] / 2)}, and {today} would take "
+                         f"~{format_seconds(est * info['today_per_reference'])})")
         else:
             verdict = f"incomplete ({int(total['runs_measured'])}/{int(total['runs_planned'])} runs measured)"
             shown = f"sum so far {format_seconds(total['wall_s'])}"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["paper", "runs_planned", "runs_measured", "wall_s", "cpu_s", "max_rss_mb", "mean_run_s", "max_run_s",
-           "complete"]
+COLUMNS = ["paper", "runs_planned", "runs_measured", "wall_s", "cpu_s", "cpu_one_machine_s", "max_rss_mb",
+           "mean_run_s", "max_run_s", "complete"]
 
 
 def read_benchmarks(scale: str, root=".") -> pd.DataFrame:
@@ -25,12 +25,16 @@ def read_benchmarks(scale: str, root=".") -> pd.DataFrame:
     return read_benchmark_files(Path(root) / "results" / scale / "benchmarks")
 
 
-def summarize(scale: str, root=".", only: list[str] | None = None) -> pd.DataFrame:
+def summarize(scale: str, root=".", only: list[str] | None = None,
+              factors: dict[str, float] | None = None) -> pd.DataFrame:
     """Per-paper sums of the training runs' benchmark files at ``scale`` (see the module docstring).
 
-    Columns: ``paper, runs_planned, runs_measured, wall_s, cpu_s, max_rss_mb, mean_run_s,
-    max_run_s, complete``; the last row is ``all papers`` (unique runs). Papers with no
-    planned runs are left out; an empty frame (with those columns) if nothing was measured."""
+    Columns: ``paper, runs_planned, runs_measured, wall_s, cpu_s, cpu_one_machine_s, max_rss_mb,
+    mean_run_s, max_run_s, complete``; the last row is ``all papers`` (unique runs). Papers with
+    no planned runs are left out; an empty frame (with those columns) if nothing was measured.
+    ``cpu_one_machine_s`` sums ``cpu_time * factors[run_id]`` (files measured on different
+    machines put in one machine's units, :func:`benchmarks.rebench.one_machine_factors`); NaN
+    without ``factors`` or when a run has none."""
     from common.config import plan
 
     _, by_paper = plan(scale, root, only)
@@ -41,6 +45,8 @@ def summarize(scale: str, root=".", only: list[str] | None = None) -> pd.DataFra
         got = bench.loc[[i for i in ids if i in bench.index]]
         return {"paper": name, "runs_planned": len(ids), "runs_measured": len(got),
                 "wall_s": float(got["s"].sum()), "cpu_s": float(got["cpu_time"].sum()),
+                "cpu_one_machine_s": float((got["cpu_time"] * got.index.map(factors or {}).astype(float)).sum(
+                    min_count=len(got))) if len(got) else float("nan"),
                 "max_rss_mb": float(got["max_rss"].max()) if len(got) else float("nan"),
                 "mean_run_s": float(got["s"].mean()) if len(got) else float("nan"),
                 "max_run_s": float(got["s"].max()) if len(got) else float("nan"),

@@ -16,8 +16,9 @@ behaviour, is accepted through ``results/<scale>/code_pins.json`` (``{run_id: co
     python -m common.codehash stale --scale cpu        # runs the current code did not produce
     python -m common.codehash pin --scale cpu [RUN_ID ...]   # accept them as they are
 
-Pin only after checking that the change does not alter any number (e.g. rerun a few runs and
-compare); otherwise let the workflow rerun the stale runs.
+Pin only after checking that the change does not alter any number (e.g. run a few configs with the
+old and the new code on one machine and compare: metrics are bit-identical only on the same CPU
+type, see ``common.io.hardware``); otherwise let the workflow rerun the stale runs.
 """
 from __future__ import annotations
 

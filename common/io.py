@@ -174,12 +174,36 @@ def package_versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for pkg in ("torch", "torchvision", "timm", "numpy", "scikit-learn", "snakemake", "torchmetrics"):
+    for pkg in ("torch", "torchvision", "timm", "numpy", "pillow", "scikit-learn", "snakemake", "torchmetrics"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
     return out
+
+
+# the x86 instruction-set extensions whose presence changes which float kernels torch runs
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def hardware() -> dict:
+    """The CPU that computed a run. Float results are bit-identical across reruns on the same CPU
+    type but not across instruction sets: oneDNN and ATen choose their kernels by ISA (AVX2,
+    AVX-512, AMX), so the summation order, and after training the metrics, differ."""
+    import torch
+
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                key, _, value = ln.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = set(info.get("flags", "").split())
+    return {"cpu_model": info.get("model name") or platform.processor() or "unknown",
+            "cpu_flags": [f for f in _ISA_FLAGS if f in flags],
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def thread_settings() -> dict:

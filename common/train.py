@@ -26,7 +26,7 @@ import torch
 from . import evaluate as ev
 from .config import load_yaml, validate_run_config
 from .data import BatchTransform, Loader, epoch_generator, prepare_splits, _mix_seed
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text, git_commit, package_versions, thread_settings
+from .io import atomic_write_json, atomic_write_text, git_commit, hardware, package_versions, thread_settings
 from .methods import ConfigError, RunContext, TrainState, build_method
 from .models import build_model
 
@@ -516,7 +516,7 @@ def train(cfg: dict, out_dir: Path, ckpt_dir: Path | None = None, stop_after_epo
         "train_images_per_sec": images_seen / epoch_time_total if epoch_time_total > 0 else None,
         "provenance": {
             "config": cfg, "seed": seed, "git_commit": git_commit(), "versions": package_versions(),
-            "threads": thread_settings(), "device": str(device), "world_size": world,
+            "threads": thread_settings(), "hardware": hardware(), "device": str(device), "world_size": world,
             "wall_time_sec": round(time.time() - t0, 2), "train_time_sec": round(train_time, 2),
             "train_cpu_sec": round(train_cpu, 2),
             "resumed_from_epoch": start_epoch, "argv": sys.argv,

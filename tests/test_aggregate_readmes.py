@@ -116,3 +116,16 @@ def test_the_committed_bench_section_parses():
 
 def test_the_top_readme_stays_under_12k_characters():
     assert len((ROOT / "README.md").read_text()) < 12_000
+
+
+def test_bench_headline_uses_the_one_machine_column_when_the_section_has_it():
+    cpu = SECTION.split("**Workflow wall time, `cpu` scale**")[0] + """**Workflow wall time, `cpu` scale** (sum):
+
+| paper | runs measured / planned | wall (sum) | cpu (sum) | cpu, one machine (sum) | ~ elapsed on 2 idle cores | longest run |
+|---|---|---|---|---|---|---|
+| a | 4/4 | 3:00:00 | 2:06:35 | 1:40:00 | 50:00 | 1:20:04 |
+| all papers | 4/4 | 3:00:00 | 2:06:35 | 1:40:00 | 50:00 | 1:20:04 |
+"""
+    text = bench_headline(cpu)
+    assert "| a | 23 s | 50 min |" in text and "one machine's units" in text
+    assert "one machine's units" not in bench_headline(SECTION)

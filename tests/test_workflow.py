@@ -54,9 +54,10 @@ def test_quick_run_produces_tables_figures_and_provenance(repo):
     assert len(runs) == 2  # tinyb's erm run is tinya's, trained once
     m = json.loads(runs[0].read_text())
     prov = m["provenance"]
-    for key in ("config", "seed", "git_commit", "versions", "wall_time_sec", "threads", "device"):
+    for key in ("config", "seed", "git_commit", "versions", "wall_time_sec", "threads", "hardware", "device"):
         assert key in prov
     assert "torch" in prov["versions"]
+    assert prov["hardware"]["torch_cpu_capability"] and "cpu_model" in prov["hardware"]
     table = (repo / "results/quick/tables/tinya.csv").read_text()
     assert "paper,method,dataset,model,setting,metric,mean,std,n_seeds" in table.splitlines()[0]
     assert list((repo / "figures/quick/tinya").glob("*.png"))

@@ -202,7 +202,9 @@ def bench_headline(section: str, *more: str) -> str:
         papers = list(dict.fromkeys(r[0] for s in scales for r in elapsed[s]))
         papers.sort(key=lambda p: p == "all papers")  # the total last
         cell = {(s, r[0]): _duration(r[2]) for s in scales for r in elapsed[s]}
-        out += ["", "Workflow time per paper on 2 idle cores (CPU-time sum of its runs / 2):", "",
+        one = ("; `cpu` in one machine's units, see `benchmarks/README.md`"
+               if "cpu, one machine (sum)" in section else "")
+        out += ["", f"Workflow time per paper on 2 idle cores (CPU-time sum of its runs / 2{one}):", "",
                 "| paper | " + " | ".join(f"`{s}`" for s in scales) + " |", "|---" * (len(scales) + 1) + "|",
                 *[f"| {p} | " + " | ".join(cell.get((s, p), "-") for s in scales) + " |" for p in papers]]
     out += ["", "Every table, with the reasons for each verdict: "
