@@ -108,8 +108,9 @@ def one_machine_factors(scale: str, root=".", csv=None) -> tuple[dict[str, float
     """``({run_id: factor}, info)``: multiplying a committed run's CPU time by its factor expresses it
     in the units of the *reference* batch (the one holding the most CPU time), using the reruns in
     ``csv`` (default ``results/bench/rebench.csv``) whose committed benchmark file is unchanged.
-    ``info``: reference batch, today/reference ratio, the per-batch table. None when the file is
-    missing or some batch has no valid rerun."""
+    ``info``: reference batch, today/reference ratio, the per-batch table and the reruns' meta
+    (``<csv stem>_meta.json``: date, hardware; empty if absent). None when the file is missing or
+    some batch has no valid rerun."""
     csv = Path(csv) if csv else Path(root) / "results" / "bench" / "rebench.csv"
     if not csv.is_file():
         return None
@@ -123,7 +124,9 @@ def one_machine_factors(scale: str, root=".", csv=None) -> tuple[dict[str, float
     ref = est.loc[est["committed_cpu_s"].idxmax()]
     by_batch = est.set_index("batch")["ratio"] / ref["ratio"]
     factors = batches.set_index("run_id")["batch"].map(by_batch).to_dict()
-    return factors, {"reference": ref["batch"], "today_per_reference": float(ref["ratio"]), "batches": est}
+    meta = csv.with_name(csv.stem + "_meta.json")
+    return factors, {"reference": ref["batch"], "today_per_reference": float(ref["ratio"]), "batches": est,
+                     "meta": json.loads(meta.read_text()) if meta.is_file() else {}}
 
 
 def write_meta(out: Path, run_ids: list[str], cores: int) -> None:

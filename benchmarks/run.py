@@ -40,6 +40,8 @@ def _log(msg: str) -> None:
 
 def workflow_section(root: Path) -> dict:
     """``{scale: DataFrame}`` for scales with benchmark files, plus ``_targets`` rows."""
+    import pandas as pd
+
     from .rebench import one_machine_factors
     from .workflow_times import format_seconds, summarize
 
@@ -62,7 +64,7 @@ def workflow_section(root: Path) -> dict:
         # time. The wall-clock sum is not used: it grows with whatever else shared the cores.
         # Files written on different days/machines are first put in one machine's units when
         # benchmarks.rebench measured how each batch's machine compares (else the raw sum is used).
-        one_machine = total["cpu_one_machine_s"] == total["cpu_one_machine_s"]
+        one_machine = bool(pd.notna(total["cpu_one_machine_s"]))
         est = (total["cpu_one_machine_s"] if one_machine else total["cpu_s"]) / 2
         if total["complete"]:
             verdict = "met" if est <= budget else f"missed by {format_seconds(est - budget)}"
@@ -70,8 +72,7 @@ def workflow_section(root: Path) -> dict:
                      f" / 2; wall-clock sum {format_seconds(total['wall_s'])})")
             if one_machine:
                 info = one[1]
-                meta = root / "results" / "bench" / "rebench_meta.json"
-                when = json.loads(meta.read_text()) if meta.is_file() else {}
+                when = info["meta"]
                 today = (f"the rerun machine ({when['hardware']['cpu_model']}, {when['date'][:10]})" if when
                          else "today's machine")
                 shown = (f"~{format_seconds(est)} elapsed on 2 idle cores on the machine of the {info['reference']} "

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from common.io import cpu_info
+
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 #: CSV columns, in order (tests/test_benchmarks.py checks them)
@@ -141,28 +143,6 @@ def skipped_row(section: str, name: str, model: str, variant: str, baseline: str
 
 
 # --------------------------------------------------------------------------- provenance
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def machine_info(threads: int) -> dict:
     import importlib.metadata as md
 
@@ -174,7 +154,7 @@ def machine_info(threads: int) -> dict:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             versions[pkg] = "absent"
-    flags = cpu_flags()
+    model, flags = cpu_info()
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 timeout=10).stdout.strip() or "unknown"
@@ -186,7 +166,7 @@ def machine_info(threads: int) -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return {
-        "cpu": cpu_model(),
+        "cpu": model,
         "cores": os.cpu_count(),
         "isa": ",".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "n/a",
         "torch": versions["torch"], "torchvision": versions["torchvision"], "timm": versions["timm"],

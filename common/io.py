@@ -186,23 +186,32 @@ def package_versions() -> dict:
 _ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
+def cpu_info() -> tuple[str, set[str]]:
+    """``(model name, flags)`` of the first CPU in ``/proc/cpuinfo`` (``platform.processor()`` and no
+    flags where that file does not exist)."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                key, _, value = ln.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine() or "unknown", flags
+
+
 def hardware() -> dict:
     """The CPU that computed a run. Float results are bit-identical across reruns on the same CPU
     type but not across instruction sets: oneDNN and ATen choose their kernels by ISA (AVX2,
     AVX-512, AMX), so the summation order, and after training the metrics, differ."""
     import torch
 
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                key, _, value = ln.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    flags = set(info.get("flags", "").split())
-    return {"cpu_model": info.get("model name") or platform.processor() or "unknown",
-            "cpu_flags": [f for f in _ISA_FLAGS if f in flags],
+    model, flags = cpu_info()
+    return {"cpu_model": model, "cpu_flags": [f for f in _ISA_FLAGS if f in flags],
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 

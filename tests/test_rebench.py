@@ -25,7 +25,7 @@ def _commit(repo, files: dict, date: str):
 def repo(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     _commit(tmp_path, {"a-s0": 100.0, "a-s1": 110.0, "b-s0": 50.0}, "2026-01-01")
-    _commit(tmp_path, {"c-s0": 30.0, "a-s1": 120.0}, "2026-01-05")  # a-s1 retrained on day 2
+    _commit(tmp_path, {"c-s0": 10.0, "a-s1": 120.0}, "2026-01-05")  # a-s1 retrained on day 2
     return tmp_path
 
 
@@ -47,12 +47,12 @@ def test_files_git_does_not_know_are_uncommitted(repo, tmp_path_factory):
 
 def test_estimate_scales_each_batch_by_the_median_ratio_of_its_reruns(repo):
     b = measurement_batches("cpu", repo)
-    reruns = pd.DataFrame({"run_id": ["a-s0", "b-s0", "c-s0"], "rerun_cpu_time": [130.0, 60.0, 15.0]})
+    reruns = pd.DataFrame({"run_id": ["a-s0", "b-s0", "c-s0"], "rerun_cpu_time": [130.0, 60.0, 5.0]})
     est = estimate(b, reruns).set_index("batch")
-    # day 1 (a-s0, b-s0): ratios 1.3 and 1.2 -> median 1.25 over 150 CPU-s; day 2 (a-s1, c-s0): 0.5 over 150
+    # day 1 (a-s0, b-s0): ratios 1.3 and 1.2 -> median 1.25 over 150 CPU-s; day 2 (a-s1, c-s0): 0.5 over 130
     assert est.loc["2026-01-01", "ratio"] == pytest.approx(1.25)
     assert est.loc["2026-01-01", "today_cpu_s"] == pytest.approx(150 * 1.25)
-    assert est.loc["2026-01-05", "today_cpu_s"] == pytest.approx(75.0)
+    assert est.loc["2026-01-05", "today_cpu_s"] == pytest.approx(65.0)
     assert est["reruns"].tolist() == [2, 1]
 
 
@@ -64,7 +64,8 @@ def _rebench_csv(repo, rows):
 
 
 def test_one_machine_factors_use_the_largest_batch_as_reference(repo):
-    _rebench_csv(repo, [["a-s0", 130.0, 100.0], ["c-s0", 15.0, 30.0]])
+    # day 1 holds 150 CPU-s, day 2 130: day 1 is the reference
+    _rebench_csv(repo, [["a-s0", 130.0, 100.0], ["c-s0", 5.0, 10.0]])
     factors, info = one_machine_factors("cpu", repo)
     assert info["reference"] == "2026-01-01" and info["today_per_reference"] == pytest.approx(1.3)
     # day-2 files cost 0.5x today and day-1 files 1.3x today: day 2 in day-1 units is 0.5 / 1.3
@@ -73,8 +74,8 @@ def test_one_machine_factors_use_the_largest_batch_as_reference(repo):
 
 def test_reruns_of_changed_files_and_uncovered_batches_give_no_factors(repo):
     assert one_machine_factors("cpu", repo) is None  # no rebench.csv
-    # c-s0's committed file says 30 CPU-s, the rerun was measured against 40: stale, so day 2 is uncovered
-    _rebench_csv(repo, [["a-s0", 130.0, 100.0], ["c-s0", 15.0, 40.0]])
+    # c-s0's committed file says 10 CPU-s, the rerun was measured against 40: stale, so day 2 is uncovered
+    _rebench_csv(repo, [["a-s0", 130.0, 100.0], ["c-s0", 5.0, 40.0]])
     assert one_machine_factors("cpu", repo) is None
 
 
