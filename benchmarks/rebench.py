@@ -131,7 +131,7 @@ def one_machine_factors(scale: str, root=".", csv=None) -> tuple[dict[str, float
 
 def write_meta(out: Path, run_ids: list[str], cores: int) -> None:
     """``<out stem>_meta.json``: when and on which machine the reruns were measured."""
-    from common.io import atomic_write_json, git_commit, hardware, package_versions
+    from common.fileio import atomic_write_json, git_commit, hardware, package_versions
 
     atomic_write_json(Path(out).with_name(Path(out).stem + "_meta.json"), {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "hardware": hardware(),

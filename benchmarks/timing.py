@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from common.io import cpu_info
+from common.fileio import cpu_info
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 

@@ -18,7 +18,7 @@ behaviour, is accepted through ``results/<scale>/code_pins.json`` (``{run_id: co
 
 Pin only after checking that the change does not alter any number (e.g. run a few configs with the
 old and the new code on one machine and compare: metrics are bit-identical only on the same CPU
-type, see ``common.io.hardware``); otherwise let the workflow rerun the stale runs.
+type, see ``common.fileio.hardware``); otherwise let the workflow rerun the stale runs.
 """
 from __future__ import annotations
 
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
         p.add_argument("--root", default=".", help="repository root holding results/ (default: .)")
     p_pin.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="default: every run under results/<scale>/runs/")
     args = ap.parse_args(argv)
-    from .io import atomic_write_json
+    from .fileio import atomic_write_json
     from .registry import RegistryError
 
     root = Path(args.root)

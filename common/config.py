@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from .methods import ConfigError
+from .errors import ConfigError
 from .registry import did_you_mean
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"

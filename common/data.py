@@ -22,15 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import atomic_write_bytes
-from .methods import Batch, ConfigError
+from .batch import Batch
+from .errors import ConfigError, DataError  # noqa: F401  (DataError re-exported)
+from .fileio import atomic_write_bytes
 from .registry import Registry
 
 DATASETS: Registry = Registry("dataset")
-
-
-class DataError(RuntimeError):
-    """A dataset is missing, corrupt or malformed."""
 
 
 # --------------------------------------------------------------------------- containers

@@ -27,7 +27,7 @@ import torch
 
 from .data import (DataError, DatasetSplits, _mix_seed, data_root, download_allowed, missing_error,
                    register_dataset)
-from .methods import Batch
+from .batch import Batch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -28,24 +28,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from .batch import Batch  # noqa: F401  (part of the method interface)
+from .errors import ConfigError  # noqa: F401  (papers raise it from here)
 from .losses import cross_entropy, mixed_cross_entropy, mixed_mse
 from .registry import Registry, did_you_mean
 
 METHODS: Registry = Registry("method")
 
 
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range."""
-
-
 # --------------------------------------------------------------------------- data classes
-@dataclass
-class Batch:
-    x: torch.Tensor  # model-ready input on the training device
-    y: torch.Tensor  # int64 class labels, or float regression targets
-    index: torch.Tensor  # positions in the training split (CPU, int64)
-
-
 @dataclass
 class MixInfo:
     """What a mixer did: target = ``lam * y_a + (1 - lam) * y_b`` (``lam`` float or (N,))."""

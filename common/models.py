@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .methods import ConfigError
+from .errors import ConfigError
 from .registry import Registry
 
 MODELS: Registry = Registry("model")

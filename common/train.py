@@ -26,13 +26,10 @@ import torch
 from . import evaluate as ev
 from .config import load_yaml, validate_run_config
 from .data import BatchTransform, Loader, epoch_generator, prepare_splits, _mix_seed
-from .io import atomic_write_json, atomic_write_text, git_commit, hardware, package_versions, thread_settings
-from .methods import ConfigError, RunContext, TrainState, build_method
+from .fileio import atomic_write_json, atomic_write_text, git_commit, hardware, package_versions, thread_settings
+from .errors import ConfigError, DataError, NonFiniteLoss, WriteError
+from .methods import RunContext, TrainState, build_method
 from .models import build_model
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 # --------------------------------------------------------------------------- helpers
@@ -188,7 +185,7 @@ def load_checkpoint(ckpt_dir: Path, cfg: dict | None = None):
     ``cfg``, the checkpoint is returned only if it can continue that run: current format, same run
     config, same code digest, and not the end state of a run that already wrote its metrics.json;
     otherwise the reason is logged and ``(None, None)`` returned (the run starts fresh)."""
-    from .io import dir_lock
+    from .fileio import dir_lock
 
     ckpt_dir = Path(ckpt_dir)
     if cfg is not None:
@@ -231,11 +228,11 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
     replaces ``last.pt`` atomically, so ``last.pt`` always exists complete once written and
     concurrent writers never interleave. A truncated ``last.pt`` (not a complete zip) is set aside
     as ``last.pt.corrupt`` instead of replacing the good ``prev.pt``. A failed write (disk full, file-size limit) raises
-    :class:`common.io.WriteError` and leaves both files as they were. The state gets the run's
+    :class:`common.fileio.WriteError` and leaves both files as they were. The state gets the run's
     code digest; a new save means the run is not finished."""
     import zipfile
 
-    from .io import WriteError, dir_lock, write_temp
+    from .fileio import dir_lock, write_temp
 
     ckpt_dir = Path(ckpt_dir)
     last, prev = ckpt_dir / "last.pt", ckpt_dir / "prev.pt"
@@ -272,7 +269,7 @@ def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
 def write_metrics(path: Path, result: dict, ckpt_dir: Path | None = None) -> None:
     """Write ``metrics.json`` atomically, then mark the checkpoint dir as finished: deleting
     metrics.json later retrains from scratch instead of resuming the final checkpoint."""
-    from .io import dir_lock
+    from .fileio import dir_lock
 
     atomic_write_json(path, result, "metrics")
     if ckpt_dir is not None and Path(ckpt_dir).is_dir():
@@ -613,8 +610,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value (dotted key, YAML value), e.g. --set train.epochs=2")
     args = ap.parse_args(argv)
-    from .data import DataError
-    from .io import WriteError, check_writable_dir
+    from .fileio import check_writable_dir
     from .registry import RegistryError
 
     # Only user-facing errors become "error: ..." + exit code; anything else is a bug and keeps its traceback.

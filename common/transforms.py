@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .methods import ConfigError
+from .errors import ConfigError
 from .registry import did_you_mean
 
 TRANSFORM_DEFAULTS: dict = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import discover_papers, expand_grid, load_experiments, run_id
-from ..io import atomic_write_text, files_digest
+from ..fileio import atomic_write_text, files_digest
 from . import templates
 from .figures import figures
 from .render import claims_markdown, matrix_markdown, replace_block, summary_tex, wide_markdown

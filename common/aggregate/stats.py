@@ -336,7 +336,7 @@ def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.Dat
         names = {r["config"]["method"]["name"] for r in rs}
         named = sorted({references[r["dir"].name] for r in rs if r["dir"].name in references})
         if len(named) > 1:
-            from ..methods import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError(f"setting {setting} ({rs[0]['dataset']}/{rs[0]['model']}): the papers sharing it name "
                               f"different time_reference methods {named}; name the same one in each experiments.yaml")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..methods import ConfigError
+from ..errors import ConfigError
 from ..registry import did_you_mean
 from .runs import REPORTED_COLUMNS, _label, load_reported, matches, seed_linked_ok
 from .stats import KNOWN_METRICS, STATISTICS

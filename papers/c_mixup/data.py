@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from common.data import ArrayData, DataError, DatasetSplits, data_root, download_allowed, missing_error, register_dataset
-from common.io import atomic_write_bytes
+from common.fileio import atomic_write_bytes
 from common.methods import ConfigError
 
 

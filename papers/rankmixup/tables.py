@@ -16,7 +16,7 @@ import pandas as pd
 from common.aggregate import calibration_markdown, load_runs
 from common.aggregate import calibration_table as _table
 from common.aggregate.templates import CALIBRATION
-from common.io import atomic_write_text
+from common.fileio import atomic_write_text
 
 
 def calibration_table(paths) -> pd.DataFrame:

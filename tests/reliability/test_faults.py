@@ -134,7 +134,7 @@ def test_diverging_lr_stops_the_run_in_process(tmp_path):
 # --------------------------------------------------------------------------- atomic writes
 @pytest.mark.parametrize("fail_at", ["write", "fsync", "replace"])
 def test_failed_write_leaves_previous_file_and_no_temp(tmp_path, monkeypatch, fail_at):
-    import common.io as io
+    import common.fileio as io
 
     target = tmp_path / "metrics.json"
     io.atomic_write_json(target, {"old": 1})
@@ -185,7 +185,7 @@ def test_failed_write_leaves_previous_file_and_no_temp(tmp_path, monkeypatch, fa
 def test_checkpoint_save_failure_keeps_a_loadable_checkpoint(tmp_path, monkeypatch):
     import torch
 
-    import common.io as io
+    import common.fileio as io
     from common.train import load_checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path, {"epoch": 0, "w": torch.zeros(3)})
@@ -202,7 +202,7 @@ def test_checkpoint_save_failure_keeps_a_loadable_checkpoint(tmp_path, monkeypat
 
 WRITER = textwrap.dedent("""
     import sys
-    from common.io import atomic_write_bytes
+    from common.fileio import atomic_write_bytes
     target, n = sys.argv[1], int(sys.argv[2])
     i = 0
     while True:  # alternate two large payloads until killed
@@ -238,7 +238,7 @@ def test_sigkill_during_writes_never_leaves_a_partial_file(tmp_path):
 def test_concurrent_writers_to_one_path_share_no_temp_file(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from common.io import atomic_write_bytes
+    from common.fileio import atomic_write_bytes
 
     target = tmp_path / "cache.npz"
     payloads = [bytes([i]) * 200_000 for i in range(8)]
@@ -249,7 +249,7 @@ def test_concurrent_writers_to_one_path_share_no_temp_file(tmp_path):
 
 
 def test_written_files_follow_the_umask_like_open(tmp_path):
-    from common.io import atomic_write_text
+    from common.fileio import atomic_write_text
 
     plain, atomic = tmp_path / "plain.txt", tmp_path / "atomic.txt"
     plain.write_text("x")

@@ -21,7 +21,7 @@ ENOSPC = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 def _fsync_fails_for(monkeypatch, name_part: str, err: int = errno.ENOSPC) -> None:
     """Make ``fsync`` of the temporary file of one target (e.g. ``.last.pt.``) fail like a full disk."""
-    import common.io as io
+    import common.fileio as io
 
     real = io.os.fsync
 
@@ -168,7 +168,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys, exc):
 
 def _user_errors():
     from common.data import DataError
-    from common.io import WriteError
+    from common.fileio import WriteError
     from common.methods import ConfigError
     from common.registry import RegistryError
     from common.train import NonFiniteLoss

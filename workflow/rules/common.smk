@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from common.config import ConfigError, discover_papers, expand_grid, load_experiments, plan
-from common.io import files_digest
+from common.fileio import files_digest
 
 ROOT = Path(workflow.basedir)
 ENV = "../../environment.yml"  # conda env of every rule (relative to the rule files)

@@ -16,27 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .errors import WriteError  # noqa: F401  (raised here; re-exported for callers)
+
 
 _UMASK = os.umask(0o022)  # read the process umask (only possible by setting it) and restore it
 os.umask(_UMASK)
-
-
-class WriteError(OSError):
-    """Writing an output file failed (disk full, file-size limit, a regular file where a directory
-    should be, no permission): names what and where, e.g. ``cannot write checkpoint <path>: No
-    space left on device``. The original error is chained as ``__cause__``."""
-
-    def __init__(self, what: str, path, err: OSError | str):
-        if isinstance(err, OSError):
-            super().__init__(err.errno, err.strerror or str(err))
-            reason = err.strerror or str(err)
-        else:
-            super().__init__(str(err))
-            reason = str(err)
-        self.what, self.path, self.reason = what, Path(path), reason
-
-    def __str__(self) -> str:
-        return f"cannot write {self.what} {self.path}: {self.reason}"
 
 
 def check_writable_dir(path, what: str = "output directory") -> None:
