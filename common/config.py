@@ -463,27 +463,37 @@ def load_yaml(path) -> dict:
     return data
 
 
-def load_config_file(path) -> dict:
-    """A run config file, ``.json`` or YAML, read with the same rules (UTF-8, no duplicate keys)."""
-    path = Path(path)
-    if path.suffix != ".json":
-        return load_yaml(path)
+def parse_json(text: str, where: str):
+    """JSON text -> Python data, read like YAML configs: a duplicate key anywhere is a ConfigError
+    naming ``where`` and the key (plain ``json.loads`` keeps the last value silently)."""
 
     def no_duplicates(pairs):
         seen = set()
         for k, _ in pairs:
             if k in seen:
-                raise ConfigError(f"{path}: duplicate key {k!r}")
+                raise ConfigError(f"{where}: duplicate key {k!r}")
             seen.add(k)
         return dict(pairs)
 
     try:
-        data = json.loads(read_text_utf8(path), object_pairs_hook=no_duplicates)
+        return json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+        raise ConfigError(f"{where}: not valid JSON: {e}") from None
+
+
+def parse_config_text(text: str, where: str, fmt: str = "yaml") -> dict:
+    """A run config given as text (``fmt`` "json" or "yaml"): the one reader of every config input,
+    files (:func:`load_config_file`) and ``--config-json`` alike."""
+    data = parse_json(text, where) if fmt == "json" else parse_yaml(text, where)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected a mapping at the top level")
     return data
+
+
+def load_config_file(path) -> dict:
+    """A run config file, ``.json`` or YAML, read with the same rules (UTF-8, no duplicate keys)."""
+    path = Path(path)
+    return parse_config_text(read_text_utf8(path), str(path), "json" if path.suffix == ".json" else "yaml")
 
 
 # --------------------------------------------------------------------------- grids
