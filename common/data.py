@@ -100,6 +100,9 @@ class Files:
     downloadable: bool = False  # fetched from the canonical URL when missing and downloads are allowed
     #: further problems of present files, cheap to find (``check(root) -> [message naming the path]``)
     check: Callable[[Path], list] | None = None
+    #: the loader of a copy other than the default (the default copy's is the registered function);
+    #: it takes the same ``dataset.options``
+    loader: Callable[..., "DatasetSplits"] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class DatasetInfo:
     #: {"train": n, "test": n} before dataset.val_size/train_size are carved, or a function of
     #: dataset.options giving it; None when only loading tells
     split_sizes: dict | Callable[[dict], dict] | None = None
-    copies: dict = field(default_factory=dict)  # other copies by dataset.copy value: {name: Files}
+    copies: dict = field(default_factory=dict)  # other copies by dataset.copy value: {name: Files with a loader}
 
     def files_of(self, copy: str | None) -> Files:
         """The :class:`Files` of ``dataset.copy`` (None: the default copy); an unknown copy is a ConfigError."""
@@ -135,7 +138,7 @@ def register_dataset(name: str, *, task: str = "classification", has_val: bool =
     """Decorator registering a loader ``f(root=None, download=None, **options) -> DatasetSplits``
     under ``name``, with what is known about the dataset before loading (:class:`DatasetInfo`):
     ``required_files``, ``downloadable`` and ``check`` describe its default copy; ``copies``
-    (``{name: Files}``) the others, chosen by ``dataset.copy`` and passed to the loader as ``copy=``."""
+    (``{name: Files(..., loader=g)}``) the others, chosen by ``dataset.copy``, each read by its own loader."""
     if task not in ("classification", "regression"):
         raise ValueError(f"register_dataset({name!r}): task must be 'classification' or 'regression', got {task!r}")
     info = DatasetInfo(name, task, has_val, image_size, Files(tuple(required_files or ()), downloadable, check),
@@ -343,13 +346,9 @@ def prepare_splits(spec: dict, train_cfg: dict | None = None) -> DatasetSplits:
     split_seed = spec.pop("split_seed", 0)
     test_size = spec.pop("test_size", None)
     options = spec.pop("options", None) or {}
-    copy = spec.pop("copy", None)
-    info = dataset_info(name)
-    info.files_of(copy)  # an unknown copy is a ConfigError
-    if info.copies:
-        options = {**options, "copy": copy}
+    load = dataset_info(name).files_of(spec.pop("copy", None)).loader or DATASETS.get(name)
     try:
-        splits: DatasetSplits = DATASETS.get(name)(root=spec.get("root"), download=spec.get("download"), **options)
+        splits: DatasetSplits = load(root=spec.get("root"), download=spec.get("download"), **options)
     except TypeError as e:
         raise ConfigError(f"dataset {name!r}: bad dataset.options: {e}") from None
     if getattr(splits.train, "file_based", False) and transform.get("input_size"):

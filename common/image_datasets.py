@@ -10,7 +10,7 @@ the files it trains on:
   cannot be downloaded;
 * ``official`` (every ``paper``-scale CIFAR-10 run): the canonical python release only,
   ``<root>/cifar10/cifar-10-batches-py/``, downloaded from the canonical URL when downloads are
-  allowed. The batches are never looked for under the default copy, nor the JPEG copy here.
+  allowed (:func:`load_cifar10_official`). Each loader reads its copy and never the other.
 
 The python batches of CIFAR-10 and CIFAR-100 are pickles (Python 2 cPickle, protocol 2). They are
 read by :class:`BatchUnpickler`, which resolves only the globals such files contain (numpy's array
@@ -33,7 +33,7 @@ import torch
 
 from .data import (ArrayData, DatasetSplits, Files, cached_arrays, check_labels, data_root, download_allowed,
                    folder_source, missing_error, package_source, register_dataset, root_source, scan_folder)
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .loader import FileData, read_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -243,8 +243,11 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
-def _cifar10_official(root: Path, download) -> tuple[list, Callable[[], dict]]:
-    """(sources, decode) of the canonical python batches, downloaded first when absent and allowed."""
+def load_cifar10_official(root=None, download=None) -> DatasetSplits:
+    """CIFAR-10, ``dataset.copy: official``: the canonical python batches
+    ``<root>/cifar10/cifar-10-batches-py/`` (as torchvision downloads them), fetched from the canonical
+    URL when absent and allowed."""
+    root = data_root(root)
     base = root / "cifar10"
     folder = base / "cifar-10-batches-py"
     files = [folder / f for f in CIFAR10_BATCHES]
@@ -258,22 +261,29 @@ def _cifar10_official(root: Path, download) -> tuple[list, Callable[[], dict]]:
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise DataError(f"CIFAR-10 python batches incomplete: {missing[0]} is missing")
-    return ([root_source(root, f) for f in files],
-            lambda: _read_batches(files, "labels", "CIFAR-10", n_train=5))
+    return _cifar10(folder, [root_source(root, f) for f in files],
+                    lambda: _read_batches(files, "labels", "CIFAR-10", n_train=5))
 
 
-def _cifar10_jpeg(root: Path) -> tuple[list, Callable[[], dict], Path]:
-    """(sources, decode, path) of the offline JPEG-q75 ImageFolder copy: one zip, else its extraction."""
+@register_dataset("cifar10", image_size=32, split_sizes={"train": 50000, "test": 10000},
+                  required_files=[("cifar10/*.zip", "cifar10/train/")],
+                  copies={"official": Files(("cifar10/cifar-10-batches-py/",), downloadable=True,
+                                            loader=load_cifar10_official)})
+def load_cifar10(root=None, download=None) -> DatasetSplits:
+    """CIFAR-10, the default copy: the offline JPEG-q75 ImageFolder copy, one ``<root>/cifar10/*.zip``
+    (``train/<class>/*``, ``test/<class>/*``) or its extracted ``train/``, ``test/`` folders; never
+    the python batches (:func:`load_cifar10_official`), never downloaded."""
+    root = data_root(root)
     base = root / "cifar10"
     zips = sorted(base.glob("*.zip")) if base.is_dir() else []
     if len(zips) > 1:
         raise DataError(f"CIFAR-10: more than one zip in {base} ({', '.join(z.name for z in zips)}): "
                         "keep the one copy to read")
     if zips:
-        return [root_source(root, zips[0])], lambda: _cifar_from_zip(zips[0]), zips[0]
+        return _cifar10(zips[0], [root_source(root, zips[0])], lambda: _cifar_from_zip(zips[0]))
     if (base / "train").is_dir() and (base / "test").is_dir():
         sources = [folder_source(f"cifar10/{s}", scan_folder(base / s)) for s in ("train", "test")]
-        return sources, lambda: _cifar_from_dir(base), base
+        return _cifar10(base, sources, lambda: _cifar_from_dir(base))
     raise missing_error(
         "cifar10",
         [f"{base}/*.zip (the offline JPEG-q75 copy: train/<class>/*.jpg and test/<class>/*.jpg)",
@@ -285,21 +295,7 @@ def _cifar10_jpeg(root: Path) -> tuple[list, Callable[[], dict], Path]:
     )
 
 
-@register_dataset("cifar10", image_size=32, split_sizes={"train": 50000, "test": 10000},
-                  required_files=[("cifar10/*.zip", "cifar10/train/")],
-                  copies={"official": Files(("cifar10/cifar-10-batches-py/",), downloadable=True)})
-def load_cifar10(root=None, download=None, copy: str | None = None) -> DatasetSplits:
-    """CIFAR-10 from ``<root>/cifar10/``: ``copy=None`` the offline JPEG-q75 ImageFolder copy (a
-    ``.zip`` or its extracted ``train/``, ``test/`` folders), ``copy="official"`` the canonical
-    python batches ``cifar-10-batches-py/`` (as torchvision downloads them); see the module docstring."""
-    base = data_root(root)
-    if copy == "official":
-        sources, decode = _cifar10_official(base, download)
-        where = base / "cifar10" / "cifar-10-batches-py"
-    elif copy is None:
-        sources, decode, where = _cifar10_jpeg(base)
-    else:
-        raise ConfigError(f"key 'dataset.copy'={copy!r}: cifar10 has the copies null (JPEG-q75) and 'official'")
+def _cifar10(where: Path, sources: list, decode: Callable[[], dict]) -> DatasetSplits:
     arrays = cached_arrays("cifar10", sources, lambda: _nonempty(decode(), where))
     return _cifar_splits("cifar10", arrays, 10, CIFAR10_MEAN, CIFAR10_STD, where, sources)
 

@@ -17,7 +17,7 @@ import pytest
 from rel_helpers import tiny, write_config
 
 from common.data import DataError, prepare_splits
-from common.image_datasets import CIFAR10_CLASSES, load_cifar10, load_mnist
+from common.image_datasets import CIFAR10_CLASSES, load_cifar10, load_cifar10_official, load_mnist
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_wrong_image_size_is_named(offline):
 def test_python_batches_load(offline):
     root, _ = offline
     _pickles(root)
-    s = load_cifar10(copy="official")
+    s = load_cifar10_official()
     assert s.train.x.shape == (100, 3, 32, 32) and s.test.x.shape == (20, 3, 32, 32)
 
 
@@ -171,7 +171,7 @@ def test_malformed_python_batches_are_clear_errors(offline, kw, match):
     root, cache = offline
     _pickles(root, **kw)
     with pytest.raises(DataError, match=match):
-        load_cifar10(copy="official")
+        load_cifar10_official()
 
 
 def test_missing_or_truncated_python_batch_is_named(offline):
@@ -179,12 +179,12 @@ def test_missing_or_truncated_python_batch_is_named(offline):
     d = _pickles(root)
     (d / "data_batch_3").unlink()
     with pytest.raises(DataError, match="data_batch_3 is missing"):
-        load_cifar10(copy="official")
+        load_cifar10_official()
     _pickles(root)
     raw = (d / "test_batch").read_bytes()
     (d / "test_batch").write_bytes(raw[: len(raw) // 3])
     with pytest.raises(DataError, match=r"test_batch is corrupt or truncated"):
-        load_cifar10(copy="official")
+        load_cifar10_official()
     assert _npz(cache) == []
 
 
@@ -303,7 +303,7 @@ def test_official_batch_format_loads_like_torchvision_reads_it(offline, style):
     assert _globals(raw) == want_globals if style == "python2" else _globals(raw) >= {"numpy.ndarray", "numpy.dtype"}
     ref = pickle.loads(raw, encoding="latin1")
     assert np.array_equal(ref["data"], batches[5]["data"]) and ref["labels"] == batches[5]["labels"]
-    s = load_cifar10(copy="official")
+    s = load_cifar10_official()
     assert np.array_equal(s.test.x.numpy(), ref["data"].reshape(-1, 3, 32, 32))
     assert s.test.y.tolist() == ref["labels"]
     assert np.array_equal(s.train.x[20:40].numpy(), batches[1]["data"].reshape(-1, 3, 32, 32))
@@ -320,13 +320,16 @@ class _Call:
 
 
 def _payloads(marker: Path) -> dict:
+    """name -> (pickled call, the refusal the error must give)."""
     import codecs
     import os
 
-    return {"os.system": _Call(os.system, f"touch {marker}"),
-            "builtins.exec": _Call(exec, f"open({str(marker)!r}, 'w').close()"),
-            "numpy.load": _Call(np.load, str(marker)),
-            "codecs.encode(rot13)": _Call(codecs.encode, "abc", "rot13")}
+    return {"os.system": (_Call(os.system, f"touch {marker}"), "global 'posix.system' is not allowed"),
+            "builtins.exec": (_Call(exec, f"open({str(marker)!r}, 'w').close()"),
+                              "global '__builtin__.exec' is not allowed"),  # protocol 2 writes Python 2 names
+            "numpy.load": (_Call(np.load, str(marker)), "global 'numpy.load' is not allowed"),
+            "codecs.encode(rot13)": (_Call(codecs.encode, "abc", "rot13"),
+                                     "_codecs.encode(str, 'rot13') is not how pickle writes bytes")}
 
 
 @pytest.mark.parametrize("payload", ["os.system", "builtins.exec", "numpy.load", "codecs.encode(rot13)"])
@@ -336,12 +339,12 @@ def test_malicious_cifar10_batch_never_executes(offline, tmp_path, payload, wher
     marker = tmp_path / "pwned"
     d = _pickles(root)
     batch = _batch()
-    evil = _payloads(marker)[payload]
+    evil, refusal = _payloads(marker)[payload]
     batch[where] = evil if where == "data" else [evil, *batch["labels"][1:]]
     (d / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
     with pytest.raises(DataError) as e:
-        load_cifar10(copy="official")
-    assert str(d / "data_batch_2") in str(e.value) and "not a CIFAR batch" in str(e.value)
+        load_cifar10_official()
+    assert str(d / "data_batch_2") in str(e.value) and refusal in str(e.value)
     assert not marker.exists(), "the pickled call ran"
     assert _npz(cache) == []
 
@@ -352,7 +355,7 @@ def test_malicious_cifar100_file_never_executes(offline, tmp_path):
     folder = root / "cifar100" / "cifar-100-python"
     folder.mkdir(parents=True)
     (folder / "train").write_bytes(pickle.dumps(_batch(label_key="fine_labels"), protocol=2))
-    (folder / "test").write_bytes(pickle.dumps({"data": _payloads(marker)["os.system"]}, protocol=2))
+    (folder / "test").write_bytes(pickle.dumps({"data": _payloads(marker)["os.system"][0]}, protocol=2))
     with pytest.raises(DataError, match=r"cifar-100-python/test is corrupt or truncated, or not a CIFAR batch.*"
                                         r"global 'posix.system' is not allowed"):
         prepare_splits({"name": "cifar100"})
@@ -396,7 +399,8 @@ def test_paper_scale_cifar10_never_trains_on_the_jpeg_copy(offline, tmp_path, mo
     batches = root / "cifar10" / "cifar-10-batches-py"
     assert missing_files(cfg["dataset"]) == ([] if download else [f"{batches}/"])
     out = tmp_path / "runs" / "r"
-    rc = main(["--config", str(write_config(tmp_path / "paper.yaml", cfg)), "--out", str(out)])
+    # --stop-after-epoch 1: were the zip read, the run would stop after one epoch, not train 200
+    rc = main(["--config", str(write_config(tmp_path / "paper.yaml", cfg)), "--out", str(out), "--stop-after-epoch", "1"])
     err = capsys.readouterr().err
     assert rc == 4 and "Traceback" not in err, err
     assert ("127.0.0.1:9" if download else "cifar-10-batches-py") in err
@@ -409,16 +413,18 @@ def test_default_copy_reads_only_the_jpeg_copy(offline):
     with pytest.raises(DataError, match=r"(?s)dataset .cifar10. not found.*\*\.zip.*dataset\.copy: official"):
         load_cifar10()
     _zip(root)
-    assert len(load_cifar10().train) == 20 and len(load_cifar10(copy="official").train) == 100
+    assert len(load_cifar10().train) == 20 and len(load_cifar10_official().train) == 100
 
 
 def test_unknown_copy_is_a_config_error(offline):
-    from common.config import ConfigError
+    from common.config import ConfigError, resolve, validate_run_config
 
     with pytest.raises(ConfigError, match=r"'dataset.copy'='jpeg'.*cifar10.*'official'"):
         prepare_splits({"name": "cifar10", "copy": "jpeg"})
     with pytest.raises(ConfigError, match=r"'dataset.copy'='official'.*'mnist' has no such copy"):
         prepare_splits({"name": "mnist", "copy": "official"})
+    with pytest.raises(ConfigError, match=r"unknown key 'dataset.options.copy'"):  # the copy is no loader option
+        validate_run_config(resolve(tiny(dataset={"name": "cifar10", "options": {"copy": "official"}})), "t")
 
 
 # --------------------------------------------------------------------------- the data root is only read
@@ -438,7 +444,7 @@ def test_default_cache_is_the_projects_never_the_data_root(offline, tmp_path, mo
     _pickles(root)
     before = _tree(root)
     load_cifar10()
-    load_cifar10(copy="official")
+    load_cifar10_official()
     assert _tree(root) == before
     assert len(_npz(project)) == 2
 
