@@ -400,7 +400,8 @@ def test_paper_scale_cifar10_never_trains_on_the_jpeg_copy(offline, tmp_path, mo
     assert missing_files(cfg["dataset"]) == ([] if download else [f"{batches}/"])
     out = tmp_path / "runs" / "r"
     # --stop-after-epoch 1: were the zip read, the run would stop after one epoch, not train 200
-    rc = main(["--config", str(write_config(tmp_path / "paper.yaml", cfg)), "--out", str(out), "--stop-after-epoch", "1"])
+    cfg_file = write_config(tmp_path / "paper.yaml", cfg)
+    rc = main(["--config", str(cfg_file), "--out", str(out), "--stop-after-epoch", "1"])
     err = capsys.readouterr().err
     assert rc == 4 and "Traceback" not in err, err
     assert ("127.0.0.1:9" if download else "cifar-10-batches-py") in err
@@ -480,6 +481,32 @@ def test_sources_name_size_and_digest_also_from_the_cache(offline, monkeypatch):
     assert load_cifar10().sources == want and len(calls) == 2
 
 
+def test_every_kind_of_source_is_recorded(offline):
+    """A file shipped with a package, a file under the data root, and a folder read file by file (its
+    file count, total size and the digest of its sorted name/size listing, not each file's digest)."""
+    import hashlib
+
+    from common.image_datasets import load_digits, load_imagenet
+    from papers.c_mixup.data import load_airfoil
+
+    root, _ = offline
+    (digits,) = load_digits().sources
+    assert digits["name"] == "sklearn/datasets/data/digits.csv.gz" and len(digits["sha256"]) == 64
+    airfoil = root / "airfoil" / "airfoil_self_noise.dat"
+    airfoil.parent.mkdir()
+    airfoil.write_text(AIRFOIL_ROW * 1503, newline="")
+    raw = airfoil.read_bytes()
+    assert load_airfoil().sources == [{"name": "airfoil/airfoil_self_noise.dat", "size": len(raw),
+                                       "sha256": hashlib.sha256(raw).hexdigest()}]
+    base = _imagenet(root, val_flat=False)
+    listing = "n01/a.JPEG\t1\nn02/a.JPEG\t1\n"
+    train = {"name": "imagenet/train", "files": 2, "size": 2,
+             "listing_sha256": hashlib.sha256(listing.encode()).hexdigest()}
+    assert load_imagenet().sources[0] == train and load_imagenet().sources[1]["name"] == "imagenet/val"
+    (base / "train" / "n02" / "a.JPEG").write_bytes(b"xy")  # one size changes: the listing digest follows
+    assert load_imagenet().sources[0]["listing_sha256"] != train["listing_sha256"]
+
+
 # --------------------------------------------------------------------------- plan-time check (missing_files)
 @pytest.mark.parametrize("cut", ["half", "tail"])
 def test_plan_time_check_names_a_truncated_zip(offline, cut):
@@ -511,7 +538,8 @@ def test_plan_time_check_names_two_zips(offline):
     first = _zip(root)
     second = first.with_name("other.zip")
     second.write_bytes(first.read_bytes())
-    assert missing_files({"name": "cifar10"}) == [f"{second} and {first}: more than one match, keep the one copy to read"]
+    assert missing_files({"name": "cifar10"}) == [
+        f"{second} and {first}: more than one match, keep the one copy to read"]
     with pytest.raises(DataError, match="more than one zip"):
         load_cifar10()
 
