@@ -30,6 +30,7 @@ from .batch import Batch
 from .data import DatasetSplits, _mix_seed
 from .errors import DataError
 
+
 # --------------------------------------------------------------------------- reading files
 _ZIPS: dict = {}
 
