@@ -7,9 +7,10 @@ import copy
 import torch
 import torch.nn as nn
 
-from common.data import ArrayData, BatchTransform, CIFAR10_MEAN, CIFAR10_STD
+from common.data import ArrayData, BatchTransform
+from common.image_datasets import CIFAR10_MEAN, CIFAR10_STD
 from common.methods import Batch, RunContext, TrainState
-from common.models import build_model
+from common.models import build_model, model_info
 from common.train import make_optimizer
 
 CNN = {"name": "resnet20", "width": 16}
@@ -46,16 +47,6 @@ def image_batch(data: ArrayData, batch_size: int) -> Batch:
     """The first ``batch_size`` images, normalised (no augmentation: a fixed batch)."""
     x = cifar_transform(False)(data.x[:batch_size], None, False)
     return Batch(x, data.y[:batch_size].clone(), torch.arange(batch_size))
-
-
-def model_info(model: nn.Module) -> dict:
-    """Same lookup as :func:`common.train.train` (patch size / prefix tokens of ViTs)."""
-    info = {}
-    for k in ("patch_size", "num_prefix_tokens"):
-        v = getattr(model, k, None) or getattr(getattr(model, "patch_embed", None), k, None)
-        if v is not None:
-            info[k] = v if not isinstance(v, tuple) else v[0]
-    return info
 
 
 def make_context(task: str, data: ArrayData, model: nn.Module, num_classes: int, input_shape) -> RunContext:

@@ -205,7 +205,7 @@ def _throughput_summary(v_ips: list[float], b_ips: list[float], images: int) -> 
 def run_data_path(quick: bool, threads: int) -> list[dict]:
     from torchvision.transforms import v2
 
-    from common.data import CIFAR10_MEAN, CIFAR10_STD
+    from common.image_datasets import CIFAR10_MEAN, CIFAR10_STD
     from common.methods import build_method
 
     bs = 16 if quick else 128

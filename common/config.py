@@ -69,6 +69,7 @@ IDENTITY_EXCLUDE_DATASET = ("root", "download", "loader")
 #: every existing run id; setting it to anything else gives a new id.
 NEUTRAL_DEFAULTS: dict = {
     "dataset.transform": None,
+    "dataset.copy": None,
     "train.repeated_aug": 1,
     "train.ema": None,
     "train.amp_dtype": "float16",

@@ -1,33 +1,51 @@
-"""Data layer: dataset registry, uint8 in-memory caches, batched tensor augmentation, loaders.
+"""Data layer core: the dataset registry, split containers, the data root and the project cache, the
+files a run reads, the plan-time file check, split carving and the in-memory loader.
 
-Images are decoded once into a uint8 cache (``<cache>/<name>.npz``, written atomically) and kept
-in memory; a loader slices whole batches from that tensor and augments them on the training
-device with tensor ops (pad-and-crop, flip, normalise) instead of per-sample PIL work.
-Tabular and time-series splits are float32 arrays and skip augmentation.
+Datasets register themselves with :func:`register_dataset`: the built-in ones in
+:mod:`common.image_datasets` (digits, CIFAR, MNIST, ImageNet, Tiny-ImageNet, random), the regression
+sets in ``papers/c_mixup/data.py``. ``DATASETS`` imports them at its first lookup (see
+:mod:`common.registry`), so this module imports none of them.
 
-Data root: ``dataset.root`` in the run config, else ``$MIXREPRO_DATA``, else ``./data``.
-Downloads happen only when a file is missing and ``dataset.download`` (or
-``$MIXREPRO_DOWNLOAD=1``) allows it; otherwise the error names the exact files expected.
+Images are decoded once into a uint8 cache (``<cache>/<name>-<key>.npz``, written atomically, read
+with ``allow_pickle=False``) and kept in memory; a loader slices whole batches from that tensor and
+augments them on the training device with tensor ops (pad-and-crop, flip, normalise) instead of
+per-sample PIL work. Tabular and time-series splits are float32 arrays and skip augmentation.
+
+Data root: ``dataset.root`` in the run config, else ``$MIXREPRO_DATA``, else ``./data``. It is only
+read: a download (only when a file is missing and ``dataset.download`` or ``$MIXREPRO_DOWNLOAD=1``
+allows it) adds the canonical file; otherwise the error names the exact files expected.
+Cache: ``$MIXREPRO_CACHE``, else the project's own ``data/cache`` in this checkout
+(``<repo>/data/cache``, gitignored), never the data root, so a shared dataset folder is never written.
+
+``DatasetSplits.sources`` lists the files a loader read (also when the arrays come from the cache):
+per file its name relative to the data root (``<package>/<path>`` for a file shipped with an
+installed package), size and sha256; per folder read file by file (ImageNet's 1.3M images) its file
+count, total size and the sha256 of its sorted ``name<TAB>size`` listing (``listing_sha256``), not
+every file's digest. A file's sha256 is computed once and kept under ``<cache>/sha256/``, keyed by
+(path, size, mtime_ns).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .batch import Batch
-from .errors import ConfigError, DataError  # noqa: F401  (DataError re-exported)
+from .errors import ConfigError, DataError
 from .fileio import atomic_write_bytes
 from .registry import Registry
 
-DATASETS: Registry = Registry("dataset")
+DATASETS: Registry = Registry("dataset", modules=("common.image_datasets",))
+PROJECT_CACHE = Path(__file__).resolve().parents[1] / "data" / "cache"
 
 
 # --------------------------------------------------------------------------- containers
@@ -60,6 +78,8 @@ class DatasetSplits:
     std: tuple | None = None
     augment: dict = field(default_factory=dict)  # default train augmentation for images
     meta: dict = field(default_factory=dict)
+    #: the files read (:func:`file_source`, :func:`folder_source`); [] for generated data
+    sources: list = field(default_factory=list)
 
     @property
     def is_image(self) -> bool:
@@ -71,6 +91,21 @@ class DatasetSplits:
 
 
 @dataclass(frozen=True)
+class Files:
+    """The files one copy of a dataset needs under the data root, for the plan-time check."""
+
+    #: an entry is a path or a tuple of alternatives in the order the loader tries them; a trailing
+    #: "/" means a directory, "*" globs (exactly one match)
+    required: tuple = ()
+    downloadable: bool = False  # fetched from the canonical URL when missing and downloads are allowed
+    #: further problems of present files, cheap to find (``check(root) -> [message naming the path]``)
+    check: Callable[[Path], list] | None = None
+    #: the loader of a copy other than the default (the default copy's is the registered function);
+    #: it takes the same ``dataset.options``
+    loader: Callable[..., "DatasetSplits"] | None = None
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """What is known about a dataset before loading it (declared by :func:`register_dataset`)."""
 
@@ -78,24 +113,36 @@ class DatasetInfo:
     task: str = "classification"  # or "regression"
     has_val: bool = False  # ships its own validation split (dataset.val_size is not needed)
     image_size: int | None = None  # static image side (e.g. to check a ViT patch size before any job)
-    #: files needed under the data root; an entry is a path or a tuple of alternatives (any one
-    #: suffices); a trailing "/" means a directory, "*" globs
-    required_files: tuple = ()
+    files: Files = Files()  # the default copy (dataset.copy: null)
     #: {"train": n, "test": n} before dataset.val_size/train_size are carved, or a function of
     #: dataset.options giving it; None when only loading tells
     split_sizes: dict | Callable[[dict], dict] | None = None
+    copies: dict = field(default_factory=dict)  # other copies by dataset.copy value: {name: Files with a loader}
+
+    def files_of(self, copy: str | None) -> Files:
+        """The :class:`Files` of ``dataset.copy`` (None: the default copy); an unknown copy is a ConfigError."""
+        if copy is None:
+            return self.files
+        if copy not in self.copies:
+            choices = ", ".join(repr(c) for c in self.copies) or "none"
+            raise ConfigError(f"key 'dataset.copy'={copy!r}: dataset {self.name!r} has no such copy "
+                              f"(null = its default copy; others: {choices})")
+        return self.copies[copy]
 
 
 DATASET_INFO: dict[str, DatasetInfo] = {}
 
 
 def register_dataset(name: str, *, task: str = "classification", has_val: bool = False, image_size: int | None = None,
-                     required_files=None, split_sizes=None):
+                     required_files=None, downloadable: bool = False, check=None, split_sizes=None, copies=None):
     """Decorator registering a loader ``f(root=None, download=None, **options) -> DatasetSplits``
-    under ``name``, with what is known about the dataset before loading (:class:`DatasetInfo`)."""
+    under ``name``, with what is known about the dataset before loading (:class:`DatasetInfo`):
+    ``required_files``, ``downloadable`` and ``check`` describe its default copy; ``copies``
+    (``{name: Files(..., loader=g)}``) the others, chosen by ``dataset.copy``, each read by its own loader."""
     if task not in ("classification", "regression"):
         raise ValueError(f"register_dataset({name!r}): task must be 'classification' or 'regression', got {task!r}")
-    info = DatasetInfo(name, task, has_val, image_size, tuple(required_files or ()), split_sizes)
+    info = DatasetInfo(name, task, has_val, image_size, Files(tuple(required_files or ()), downloadable, check),
+                       split_sizes, dict(copies or {}))
 
     def deco(fn):
         DATASETS.register(name)(fn)
@@ -111,62 +158,80 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASET_INFO[name]
 
 
+# --------------------------------------------------------------------------- plan-time check
 def missing_files(dataset_cfg: dict) -> list[str]:
-    """The files ``dataset_cfg`` (a run config's ``dataset`` block) needs under its data root that
-    are absent, as paths ("a or b" where either would do); [] when nothing is missing or the
-    dataset needs no files. Downloads are not considered: a caller that allows them may ignore this."""
-    info = dataset_info(dataset_cfg["name"])
-    root = data_root(dataset_cfg.get("root"))
-    missing = []
-    for entry in info.required_files:
+    """What keeps ``dataset_cfg`` (a run config's ``dataset`` block) from loading, found without
+    reading the data: absent files (as paths, "a or b" where either would do; not reported when the
+    copy may be downloaded: ``dataset.download`` or ``MIXREPRO_DOWNLOAD=1``), archives that are not
+    valid zips (``zipfile.is_zipfile`` reads only the end of the file), a glob matching several
+    files, a data root that is a file, and the dataset's own layout check (ImageNet's class
+    folders). Each message names the path; [] when nothing is wrong or no files are needed."""
+    files = dataset_info(dataset_cfg["name"]).files_of(dataset_cfg.get("copy"))
+    try:
+        root = data_root(dataset_cfg.get("root"))
+    except DataError as e:
+        return [str(e)]
+    may_download = files.downloadable and download_allowed(dataset_cfg.get("download"))
+    problems = []
+    for entry in files.required:
         alternatives = (entry,) if isinstance(entry, str) else tuple(entry)
-        if not any(_present(root, a) for a in alternatives):
-            missing.append(" or ".join(str(root / a) + ("/" if a.endswith("/") else "") for a in alternatives))
-    return missing
+        found = next((m for m in (_matches(root, a) for a in alternatives) if m), [])
+        if not found and not may_download:
+            problems.append(" or ".join(str(root / a) + ("/" if a.endswith("/") else "") for a in alternatives))
+        problems += _found_problems(found)
+    if not problems and files.check is not None:
+        problems += files.check(root)
+    return problems
 
 
-def _present(root: Path, pattern: str) -> bool:
+def _matches(root: Path, pattern: str) -> list[Path]:
     want_dir = pattern.endswith("/")
-    paths = list(root.glob(pattern.rstrip("/"))) if "*" in pattern else [root / pattern.rstrip("/")]
-    return any(p.is_dir() if want_dir else p.is_file() for p in paths)
+    paths = sorted(root.glob(pattern.rstrip("/"))) if "*" in pattern else [root / pattern.rstrip("/")]
+    return [p for p in paths if (p.is_dir() if want_dir else p.is_file())]
+
+
+def _found_problems(found: list[Path]) -> list[str]:
+    if len(found) > 1:
+        return [f"{' and '.join(map(str, found))}: more than one match, keep the one copy to read"]
+    return [f"{p}: not a valid zip archive (truncated or corrupt)"
+            for p in found if p.suffix == ".zip" and not zipfile.is_zipfile(p)]
 
 
 # --------------------------------------------------------------------------- paths
 def data_root(cfg_root: str | None = None) -> Path:
-    return Path(cfg_root or os.environ.get("MIXREPRO_DATA") or "data").expanduser()
+    """``dataset.root``, else ``$MIXREPRO_DATA``, else ``./data``; a file there is a DataError."""
+    root = Path(cfg_root or os.environ.get("MIXREPRO_DATA") or "data").expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data root {root} is a file, not a directory: point dataset.root or $MIXREPRO_DATA "
+                        f"at the folder that holds the datasets")
+    return root
 
 
-def cache_dir(root: Path) -> Path:
+def cache_dir() -> Path:
+    """``$MIXREPRO_CACHE``, else :data:`PROJECT_CACHE` (``<repo>/data/cache``); never a data root."""
     env = os.environ.get("MIXREPRO_CACHE")
-    if env:
-        return Path(env)
-    # the data root may be read-only (e.g. a shared copy of the datasets): fall back to ./data/cache. os.access
-    # alone says "writable" to root even for a r-x directory, so the mode bits are checked too.
-    try:
-        writable = os.access(root, os.W_OK) and bool(root.stat().st_mode & 0o222)
-    except OSError:
-        writable = False
-    return root / "cache" if writable else Path("data") / "cache"
+    return Path(env).expanduser() if env else PROJECT_CACHE
 
 
 def download_allowed(flag: bool | None) -> bool:
     return bool(flag) or os.environ.get("MIXREPRO_DOWNLOAD", "") == "1"
 
 
-def missing_error(name: str, expected: list[str], source: str) -> DataError:
+def missing_error(name: str, expected: list[str], source: str, hint: str | None = None) -> DataError:
     lines = "\n  ".join(expected)
     return DataError(
         f"dataset {name!r} not found. Expected one of:\n  {lines}\n"
-        f"Get it from {source}, or set dataset.download: true (or MIXREPRO_DOWNLOAD=1) to fetch it, "
-        f"or point dataset.root / $MIXREPRO_DATA at a folder that has it."
+        + (hint or f"Get it from {source}, or set dataset.download: true (or MIXREPRO_DOWNLOAD=1) to fetch it, "
+                   f"or point dataset.root / $MIXREPRO_DATA at a folder that has it.")
     )
 
 
+# --------------------------------------------------------------------------- caches
 def load_npz_cache(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception:  # corrupt cache: rebuild it
         path.unlink(missing_ok=True)
@@ -181,12 +246,81 @@ def save_npz_cache(path: Path, **arrays) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def cached_arrays(prefix: str, sources: list, decode: Callable[[], dict]) -> dict:
+    """The arrays ``decode()`` builds from ``sources``, through the npz cache
+    ``<cache>/<prefix>-<key>.npz`` keyed by the sources' digests (a changed file is a new key)."""
+    key = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / f"{prefix}-{key}.npz"
+    arrays = load_npz_cache(path)
+    if arrays is None:
+        arrays = decode()
+        save_npz_cache(path, **arrays)
+    return arrays
+
+
+# --------------------------------------------------------------------------- sources
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def cached_sha256(path: Path) -> str:
+    """``file_sha256(path)``, computed once per (path, size, mtime_ns) and kept under ``<cache>/sha256/``."""
+    path = Path(path).resolve()
+    st = path.stat()
+    stamp = f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
+    entry = cache_dir() / "sha256" / hashlib.sha256(stamp.encode()).hexdigest()[:32]
+    try:
+        digest = entry.read_text().strip()
+    except OSError:
+        digest = ""
+    if re.fullmatch(r"[0-9a-f]{64}", digest):
+        return digest
+    digest = file_sha256(path)
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns):  # not changed while hashed
+        atomic_write_bytes(entry, digest.encode(), "sha256 cache entry")
+    return digest
+
+
+def file_source(path: Path, name: str) -> dict:
+    """``{"name", "size", "sha256"}`` of one file read under the name ``name``."""
+    return {"name": name, "size": Path(path).stat().st_size, "sha256": cached_sha256(path)}
+
+
+def root_source(root: Path, path: Path) -> dict:
+    """:func:`file_source` of ``path`` named relative to the data root ``root``."""
+    return file_source(path, Path(path).relative_to(root).as_posix())
+
+
+def package_source(package: str, path: Path) -> dict:
+    """:func:`file_source` of a file shipped with an installed package, named ``<package>/<path in it>``."""
+    import importlib.util
+
+    base = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+    return file_source(path, f"{package}/{Path(path).relative_to(base).as_posix()}")
+
+
+def folder_source(name: str, listing: Iterable[tuple[str, int]]) -> dict:
+    """A folder read file by file: ``{"name", "files", "size", "listing_sha256"}`` from its
+    ``(relative name, size)`` listing (sorted here)."""
+    rows = sorted(listing)
+    text = "".join(f"{n}\t{s}\n" for n, s in rows)
+    return {"name": name, "files": len(rows), "size": sum(s for _, s in rows),
+            "listing_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def scan_folder(folder: Path) -> list[tuple[str, int]]:
+    """``(name relative to folder, size)`` of every file under ``folder``."""
+    out = []
+    for dirpath, _, names in os.walk(folder):
+        for n in names:
+            p = Path(dirpath, n)
+            out.append((p.relative_to(folder).as_posix(), p.stat().st_size))
+    return out
 
 
 def check_labels(name: str, y: torch.Tensor, num_classes: int, split: str) -> None:
@@ -197,306 +331,9 @@ def check_labels(name: str, y: torch.Tensor, num_classes: int, split: str) -> No
         raise DataError(f"dataset {name!r}: {split} labels span [{lo}, {hi}], expected [0, {num_classes - 1}]")
 
 
-# --------------------------------------------------------------------------- digits
-def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
-    """``(images (1797, 8, 8) float64, target (1797,))`` of ``sklearn.datasets.load_digits``, read from the
-    CSV file scikit-learn bundles without importing scikit-learn (its import takes over a second, which
-    every quick-scale run would pay); through ``load_digits`` if the file is not where it used to be."""
-    import gzip
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz") if spec else None
-    if path is None or not path.is_file():
-        from sklearn.datasets import load_digits as sk_digits
-
-        d = sk_digits()
-        return d.images, d.target
-    with gzip.open(path, "rt") as f:
-        flat = np.loadtxt(f, delimiter=",")
-    return flat[:, :-1].reshape(-1, 8, 8), flat[:, -1].astype(int)
-
-
-@register_dataset("digits", image_size=8, split_sizes={"train": 1297, "test": 500})
-def load_digits(root=None, download=None) -> DatasetSplits:
-    """scikit-learn's bundled 8x8 digits (1797 images): needs no files; the ``quick`` default.
-    Fixed stratified split: 1297 train / 500 test (seed 0), pixel values 0-16 scaled to 0-255."""
-    images, target = sklearn_digits()
-    x = np.round(images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N,1,8,8)
-    y = target.astype(np.int64)
-    rng = np.random.default_rng(0)
-    test_idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:50] for c in range(10)])
-    mask = np.ones(len(y), bool)
-    mask[test_idx] = False
-    tr, te = np.flatnonzero(mask), np.sort(test_idx)
-    return DatasetSplits(
-        "digits", "classification",
-        ArrayData(torch.from_numpy(x[tr]), torch.from_numpy(y[tr])),
-        ArrayData(torch.from_numpy(x[te]), torch.from_numpy(y[te])),
-        num_classes=10, mean=(0.3,), std=(0.38,), augment={"pad": 1, "flip": False},
-    )
-
-
-
-# --------------------------------------------------------------------------- CIFAR-10
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-def _cifar_from_pickles(folder: Path):
-    import pickle
-
-    def read(files):
-        xs, ys = [], []
-        for f in files:
-            p = folder / f
-            if not p.exists():
-                raise DataError(f"CIFAR-10 python batches incomplete: {p} is missing")
-            try:
-                with open(p, "rb") as fh:
-                    d = pickle.load(fh, encoding="latin1")
-                x, y = np.asarray(d["data"], np.uint8), np.asarray(d["labels"], np.int64)
-            except Exception as e:  # truncated / not a CIFAR batch
-                raise DataError(f"CIFAR-10 batch {p} is corrupt or truncated ({type(e).__name__}: {e})") from None
-            if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (x.shape[0],):
-                raise DataError(f"CIFAR-10 batch {p}: data has shape {x.shape} and labels {y.shape}; "
-                                f"expected (N, 3072) and (N,)")
-            xs.append(x.reshape(-1, 3, 32, 32))
-            ys.append(y)
-        return np.concatenate(xs), np.concatenate(ys)
-
-    xtr, ytr = read([f"data_batch_{i}" for i in range(1, 6)])
-    xte, yte = read(["test_batch"])
-    return xtr, ytr, xte, yte
-
-
-def _imagefolder_arrays(names: list[str], read: Callable[[str], bytes], split: str, classes: list[str],
-                        source: str = "the ImageFolder source"):
-    """Decode ``split/<class>/<file>`` entries (sorted by file name = official order)."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    found = {p[-2] for p in (n.strip("/").split("/") for n in names if not n.endswith("/"))
-             if len(p) >= 3 and p[-3] == split}
-    absent = [c for c in classes if c not in found]
-    if absent:
-        extra = sorted(found - set(classes))
-        raise DataError(f"{source}: expected {len(classes)} class folders under '{split}/', found "
-                        f"{len(classes) - len(absent)} of them; missing: {', '.join(absent)}"
-                        + (f"; unexpected: {', '.join(extra)}" if extra else ""))
-    entries = []
-    for n in names:
-        parts = n.strip("/").split("/")
-        if len(parts) >= 3 and parts[-3] == split and parts[-2] in classes and not n.endswith("/"):
-            entries.append((parts[-1], classes.index(parts[-2]), n))
-    entries.sort()
-    if not entries:
-        raise DataError(f"no images under '{split}/<class>/' in the ImageFolder source")
-    x = np.empty((len(entries), 3, 32, 32), np.uint8)
-    y = np.empty(len(entries), np.int64)
-    for i, (_, c, n) in enumerate(entries):
-        try:
-            img = Image.open(BytesIO(read(n))).convert("RGB")
-        except Exception as e:
-            raise DataError(f"cannot decode image {n!r}: {e}") from None
-        if img.size != (32, 32):
-            raise DataError(f"image {n!r} has size {img.size}, expected (32, 32)")
-        x[i] = np.asarray(img).transpose(2, 0, 1)
-        y[i] = c
-    return x, y
-
-
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def _cifar_from_zip(path: Path):
-    try:
-        zf = zipfile.ZipFile(path)
-        bad = zf.testzip() if path.stat().st_size < 2_000_000 else None
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"CIFAR-10 archive {path} is corrupt or truncated: {e}") from None
-    if bad:
-        raise DataError(f"CIFAR-10 archive {path} has a corrupt member {bad!r}")
-    with zf:
-        names = zf.namelist()
-        try:
-            xtr, ytr = _imagefolder_arrays(names, zf.read, "train", CIFAR10_CLASSES, f"CIFAR-10 archive {path}")
-            xte, yte = _imagefolder_arrays(names, zf.read, "test", CIFAR10_CLASSES, f"CIFAR-10 archive {path}")
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise DataError(f"CIFAR-10 archive {path} is corrupt or truncated: {e}") from None
-    return xtr, ytr, xte, yte
-
-
-def _cifar_from_dir(folder: Path):
-    names = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
-    read = lambda n: (folder / n).read_bytes()  # noqa: E731
-    xtr, ytr = _imagefolder_arrays(names, read, "train", CIFAR10_CLASSES, f"CIFAR-10 folder {folder}")
-    xte, yte = _imagefolder_arrays(names, read, "test", CIFAR10_CLASSES, f"CIFAR-10 folder {folder}")
-    return xtr, ytr, xte, yte
-
-
-@register_dataset("cifar10", image_size=32, split_sizes={"train": 50000, "test": 10000},
-                  required_files=[("cifar10/cifar-10-batches-py/", "cifar10/*.zip", "cifar10/train/")])
-def load_cifar10(root=None, download=None) -> DatasetSplits:
-    """CIFAR-10 from ``<root>/cifar10/``: the official python batches
-    (``cifar-10-batches-py/``, as torchvision downloads them), an ImageFolder directory
-    (``train/<class>/*``, ``test/<class>/*``) or a ``.zip`` of one (the offline JPEG copy)."""
-    base = data_root(root) / "cifar10"
-    pickles = base / "cifar-10-batches-py"
-    zips = sorted(base.glob("*.zip")) if base.exists() else []
-    folder = base if (base / "train").is_dir() and (base / "test").is_dir() else None
-    if pickles.exists():
-        source = pickles
-    elif zips:
-        source = zips[0]
-    elif folder is not None:
-        source = folder
-    elif download_allowed(download):
-        import torchvision
-
-        torchvision.datasets.CIFAR10(str(base), train=True, download=True)
-        source = pickles
-    else:
-        raise missing_error(
-            "cifar10",
-            [f"{pickles}/data_batch_1..5 + test_batch (official python version)",
-             f"{base}/*.zip with train/<class>/*.jpg and test/<class>/*.jpg",
-             f"{base}/train/<class>/ and {base}/test/<class>/ (ImageFolder)"],
-            "https://www.cs.toronto.edu/~kriz/cifar.html",
-        )
-    key = hashlib.sha256(f"{source.resolve()}:{source.stat().st_size}:{source.stat().st_mtime_ns}".encode()).hexdigest()[:12]
-    cpath = cache_dir(data_root(root)) / f"cifar10-{key}.npz"
-    cached = load_npz_cache(cpath)
-    if cached is None:
-        if source == pickles:
-            arrays = _cifar_from_pickles(pickles)
-        elif source.suffix == ".zip":
-            arrays = _cifar_from_zip(source)
-        else:
-            arrays = _cifar_from_dir(source)
-        xtr, ytr, xte, yte = arrays
-        if len(xtr) == 0 or len(xte) == 0:
-            raise DataError(f"CIFAR-10 source {source} has an empty split")
-        save_npz_cache(cpath, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
-    else:
-        xtr, ytr, xte, yte = (cached[k] for k in ("xtr", "ytr", "xte", "yte"))
-    return _cifar_splits("cifar10", (xtr, ytr, xte, yte), 10, CIFAR10_MEAN, CIFAR10_STD, source)
-
-
-def _cifar_splits(name: str, arrays, num_classes: int, mean, std, source) -> DatasetSplits:
-    """CIFAR-style splits from decoded uint8 arrays ``(xtr, ytr, xte, yte)``, labels checked."""
-    xtr, ytr, xte, yte = arrays
-    splits = DatasetSplits(
-        name, "classification",
-        ArrayData(torch.from_numpy(xtr), torch.from_numpy(ytr)),
-        ArrayData(torch.from_numpy(xte), torch.from_numpy(yte)),
-        num_classes=num_classes, mean=mean, std=std, augment={"pad": 4, "flip": True},
-        meta={"source": str(source)},
-    )
-    check_labels(name, splits.train.y, num_classes, "train")
-    check_labels(name, splits.test.y, num_classes, "test")
-    return splits
-
-
-
-# --------------------------------------------------------------------------- CIFAR-100
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-
-
-def _read_cifar100_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import pickle
-
-    try:
-        with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="latin1")
-        x = np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32)
-        y = np.asarray(d["fine_labels"], np.int64)
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as e:
-        raise DataError(f"CIFAR-100 file {path} is unreadable or truncated: {e}") from None
-    if len(x) != len(y):
-        raise DataError(f"CIFAR-100 file {path}: {len(x)} images but {len(y)} labels")
-    return x, y
-
-
-@register_dataset("cifar100", image_size=32, split_sizes={"train": 50000, "test": 10000},
-                  required_files=["cifar100/cifar-100-python/train", "cifar100/cifar-100-python/test"])
-def load_cifar100(root=None, download=None) -> DatasetSplits:
-    """CIFAR-100 (fine labels) from the official python batches ``<root>/cifar100/cifar-100-python/
-    {train,test}`` (what ``torchvision.datasets.CIFAR100`` downloads), decoded once into the uint8
-    cache like ``cifar10``."""
-    base = data_root(root) / "cifar100"
-    folder = base / "cifar-100-python"
-    files = [folder / "train", folder / "test"]
-    if not all(f.exists() for f in files):
-        if download_allowed(download):
-            import torchvision
-
-            torchvision.datasets.CIFAR100(str(base), train=True, download=True)
-        else:
-            raise missing_error("cifar100", [f"{f} (official python version)" for f in files],
-                                "https://www.cs.toronto.edu/~kriz/cifar.html (cifar-100-python.tar.gz)")
-    stamp = ":".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-    cpath = cache_dir(data_root(root)) / f"cifar100-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}.npz"
-    cached = load_npz_cache(cpath)
-    if cached is None:
-        xtr, ytr = _read_cifar100_batch(files[0])
-        xte, yte = _read_cifar100_batch(files[1])
-        save_npz_cache(cpath, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
-    else:
-        xtr, ytr, xte, yte = (cached[k] for k in ("xtr", "ytr", "xte", "yte"))
-    return _cifar_splits("cifar100", (xtr, ytr, xte, yte), 100, CIFAR100_MEAN, CIFAR100_STD, folder)
-
-
-
-
-# --------------------------------------------------------------------------- MNIST
-@register_dataset("mnist", image_size=28, split_sizes={"train": 60000, "test": 10000},
-                  required_files=[f"mnist/MNIST/raw/{f}-ubyte" for f in ("train-images-idx3", "train-labels-idx1",
-                                                                        "t10k-images-idx3", "t10k-labels-idx1")])
-def load_mnist(root=None, download=None) -> DatasetSplits:
-    """MNIST in torchvision's raw layout: ``<root>/mnist/MNIST/raw/*-ubyte``."""
-    import torchvision
-
-    base = data_root(root) / "mnist"
-    raw = base / "MNIST" / "raw"
-    files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    if not all((raw / f).exists() for f in files) and not download_allowed(download):
-        raise missing_error("mnist", [str(raw / f) for f in files], "http://yann.lecun.com/exdb/mnist/")
-    try:
-        tr = torchvision.datasets.MNIST(str(base), train=True, download=download_allowed(download))
-        te = torchvision.datasets.MNIST(str(base), train=False, download=False)
-    except (RuntimeError, ValueError, AssertionError) as e:
-        raise DataError(f"MNIST files under {raw} are unreadable or truncated: {e}") from None
-    splits = DatasetSplits(
-        "mnist", "classification",
-        ArrayData(tr.data[:, None].contiguous(), tr.targets.long()),
-        ArrayData(te.data[:, None].contiguous(), te.targets.long()),
-        num_classes=10, mean=(0.1307,), std=(0.3081,), augment={"pad": 2, "flip": False},
-    )
-    check_labels("mnist", splits.train.y, 10, "train")
-    return splits
-
-
-
-# --------------------------------------------------------------------------- random (for paper-scale smoke tests)
-@register_dataset("random", split_sizes=lambda o: {"train": o.get("n_train", 64), "test": o.get("n_test", 32)})
-def load_random(root=None, download=None, num_classes: int = 10, image_size: int = 32, channels: int = 3,
-                n_train: int = 64, n_test: int = 32) -> DatasetSplits:
-    """Random uint8 images: lets a paper-scale config build its model and run a few steps anywhere."""
-    g = torch.Generator().manual_seed(0)
-    mk = lambda n: ArrayData(  # noqa: E731
-        torch.randint(0, 256, (n, channels, image_size, image_size), dtype=torch.uint8, generator=g),
-        torch.randint(0, num_classes, (n,), generator=g),
-    )
-    return DatasetSplits("random", "classification", mk(n_train), mk(n_test), num_classes=num_classes,
-                         mean=(0.5,) * channels, std=(0.25,) * channels, augment={"pad": 0, "flip": True})
-
-
 # --------------------------------------------------------------------------- preparation
 def prepare_splits(spec: dict, train_cfg: dict | None = None) -> DatasetSplits:
-    """Load ``spec['name']`` and carve ``train_size`` / ``val_size`` from the training split
+    """Load ``spec['name']`` (its ``copy``) and carve ``train_size`` / ``val_size`` from the training split
     (class-balanced for classification, fixed by ``split_seed`` so every method sees the same
     images). File-based splits take ``dataset.transform.input_size`` as their image size. With the
     run's ``train`` block, a ``drop_last`` batch larger than the training split (0 steps per epoch)
@@ -509,8 +346,9 @@ def prepare_splits(spec: dict, train_cfg: dict | None = None) -> DatasetSplits:
     split_seed = spec.pop("split_seed", 0)
     test_size = spec.pop("test_size", None)
     options = spec.pop("options", None) or {}
+    load = dataset_info(name).files_of(spec.pop("copy", None)).loader or DATASETS.get(name)
     try:
-        splits: DatasetSplits = DATASETS.get(name)(root=spec.get("root"), download=spec.get("download"), **options)
+        splits: DatasetSplits = load(root=spec.get("root"), download=spec.get("download"), **options)
     except TypeError as e:
         raise ConfigError(f"dataset {name!r}: bad dataset.options: {e}") from None
     if getattr(splits.train, "file_based", False) and transform.get("input_size"):
@@ -630,4 +468,3 @@ def epoch_generator(seed: int, epoch: int, salt: int) -> torch.Generator:
     """A CPU generator determined by ``(seed, epoch, salt)``."""
     return torch.Generator().manual_seed(_mix_seed(seed, epoch, salt))
 
-from . import loader  # noqa: E402,F401  (registers the file-based datasets)

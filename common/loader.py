@@ -1,4 +1,5 @@
-"""File-based image datasets (``imagenet``, ``tiny_imagenet``) and their GPU-speed loader.
+"""The GPU-speed loader of file-based image splits (``imagenet``, ``tiny_imagenet``, defined in
+:mod:`common.image_datasets`) and of in-memory images with a per-sample transform.
 
 A split is a list of image files (torchvision ``ImageFolder`` convention: classes are the sorted
 folder names) read by a ``torch.utils.data.DataLoader`` with worker processes, pinned memory (on
@@ -25,14 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import (DataError, DatasetSplits, _mix_seed, data_root, download_allowed, missing_error,
-                   register_dataset)
 from .batch import Batch
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_EXTS = {".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
-TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+from .data import DatasetSplits, _mix_seed
+from .errors import DataError
 
 
 # --------------------------------------------------------------------------- reading files
@@ -169,128 +165,6 @@ class TensorImages:
 
         a = self.x[index].numpy()
         return Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))  # "L" or "RGB"
-
-
-# --------------------------------------------------------------------------- datasets
-def image_folder(split_dir: Path, classes: list[str] | None = None, what: str = "ImageNet"):
-    """``split_dir/<class>/<file>``: (relative names sorted by class then file, labels, classes);
-    labels are the class index in the sorted class list (``ImageFolder`` convention)."""
-    if classes is None:
-        classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    names, labels = [], []
-    for c, cname in enumerate(classes):
-        d = split_dir / cname
-        if not d.is_dir():
-            raise DataError(f"{what}: class folder {d} is missing (train and val must have the same classes)")
-        for f in sorted(d.iterdir()):
-            if f.suffix.lower() in IMAGE_EXTS:
-                names.append(f"{split_dir.name}/{cname}/{f.name}")
-                labels.append(c)
-    if not names:
-        raise DataError(f"{what}: no images under {split_dir}/<class>/")
-    return names, torch.tensor(labels, dtype=torch.long), classes
-
-
-@register_dataset("imagenet", split_sizes={"train": 1281167, "test": 50000},
-                  required_files=["imagenet/train/", "imagenet/val/"])
-def load_imagenet(root=None, download=None, image_size: int = 224, resize: int = 256) -> DatasetSplits:
-    """ImageNet-1k (ILSVRC-2012) in ImageFolder layout ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``
-    (the validation set is the test split, as in the papers). Never downloaded: the licence
-    requires a manual download. ``image_size``/``resize``: the evaluation geometry of the
-    ``dataset.transform: null`` path (Resize-``resize`` -> CenterCrop-``image_size``)."""
-    base = data_root(root) / "imagenet"
-    tr_dir, va_dir = base / "train", base / "val"
-    if not (tr_dir.is_dir() and va_dir.is_dir()):
-        raise DataError(
-            f"dataset 'imagenet' not found. Expected the ImageFolder layout:\n  {tr_dir}/<wnid>/*.JPEG\n"
-            f"  {va_dir}/<wnid>/*.JPEG (validation images sorted into class folders)\n"
-            "ImageNet cannot be downloaded automatically: get ILSVRC-2012 from https://image-net.org/ "
-            "and point dataset.root / $MIXREPRO_DATA at the folder that contains imagenet/."
-        )
-    if image_size < 1 or resize < image_size:
-        raise DataError(f"imagenet: need 1 <= image_size <= resize, got image_size={image_size}, resize={resize}")
-    ntr, ytr, classes = image_folder(tr_dir)
-    nva, yva, _ = image_folder(va_dir, classes)
-    k = len(classes)
-    return DatasetSplits(
-        "imagenet", "classification",
-        FileData(base, ntr, ytr, image_size, resize), FileData(base, nva, yva, image_size, resize),
-        num_classes=k, mean=IMAGENET_MEAN, std=IMAGENET_STD, augment={"pad": 0, "flip": True},
-        meta={"source": str(base), "classes": k},
-    )
-
-
-
-
-def _tiny_entries(names: list[str], read_text):
-    """(wnids, train [(member, wnid)], test [(member, wnid)]) from the archive's member names."""
-    prefix = next((n[: -len("wnids.txt")] for n in names if n.endswith("wnids.txt")), None)
-    if prefix is None:
-        raise DataError("Tiny-ImageNet: wnids.txt not found")
-    wnids = sorted(w.strip() for w in read_text(prefix + "wnids.txt").splitlines() if w.strip())
-    wset = set(wnids)
-    train = []
-    for n in names:
-        rel = n[len(prefix):] if n.startswith(prefix) else None
-        if rel and rel.startswith("train/") and rel.lower().endswith(".jpeg"):
-            parts = rel.split("/")  # train/<wnid>/images/<file>
-            if len(parts) == 4 and parts[1] in wset:
-                train.append((n, parts[1]))
-    try:
-        ann = read_text(prefix + "val/val_annotations.txt")
-    except (OSError, KeyError):
-        raise DataError(f"Tiny-ImageNet: {prefix}val/val_annotations.txt is missing") from None
-    test = []
-    for line in ann.splitlines():
-        f = line.split("\t")
-        if len(f) >= 2 and f[1] in wset:
-            test.append((prefix + "val/images/" + f[0], f[1]))
-    train.sort()
-    test.sort()
-    if not train or not test:
-        raise DataError("Tiny-ImageNet: no training or validation images found")
-    return wnids, train, test
-
-
-@register_dataset("tiny_imagenet", image_size=64, split_sizes={"train": 100000, "test": 10000},
-                  required_files=[("tiny_imagenet/tiny-imagenet-200/", "tiny_imagenet/tiny-imagenet-200.zip")])
-def load_tiny_imagenet(root=None, download=None) -> DatasetSplits:
-    """Tiny-ImageNet-200 from ``<root>/tiny_imagenet/tiny-imagenet-200/`` (``wnids.txt``,
-    ``train/<wnid>/images/*.JPEG``, ``val/images/*.JPEG`` + ``val/val_annotations.txt``) or the
-    official ``tiny-imagenet-200.zip`` next to it (downloaded only when ``dataset.download`` or
-    ``MIXREPRO_DOWNLOAD=1`` allows it). 100000 train images (a validation split is carved from
-    them by ``dataset.val_size``); the official 10000 ``val`` images are the test split. Classes
-    are the sorted wnids (ImageFolder order); images are 64x64."""
-    base = data_root(root) / "tiny_imagenet"
-    folder, archive = base / "tiny-imagenet-200", base / "tiny-imagenet-200.zip"
-    if folder.is_dir():
-        source = base
-        names = [p.relative_to(base).as_posix() for p in folder.rglob("*") if p.is_file()]
-    else:
-        if not archive.exists():
-            if not download_allowed(download):
-                raise missing_error("tiny_imagenet", [f"{folder}/ (wnids.txt, train/, val/)", str(archive)], TINY_URL)
-            from torchvision.datasets.utils import download_url
-
-            download_url(TINY_URL, str(base), "tiny-imagenet-200.zip")
-        source = archive
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                names = zf.namelist()
-        except (zipfile.BadZipFile, OSError) as e:
-            raise DataError(f"Tiny-ImageNet archive {archive} is corrupt or incomplete: {e}") from None
-    try:
-        wnids, tr, te = _tiny_entries(names, lambda n: read_bytes(source, n).decode())
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise DataError(f"Tiny-ImageNet source {source} is corrupt or incomplete: {e}") from None
-    idx = {w: i for i, w in enumerate(wnids)}
-    mk = lambda entries: FileData(source, [n for n, _ in entries],  # noqa: E731
-                                  torch.tensor([idx[w] for _, w in entries], dtype=torch.long), 64, None)
-    return DatasetSplits("tiny_imagenet", "classification", mk(tr), mk(te), num_classes=len(wnids),
-                         mean=IMAGENET_MEAN, std=IMAGENET_STD, augment={"pad": 4, "flip": True},
-                         meta={"source": str(source)})
-
-
 
 
 # --------------------------------------------------------------------------- per-sample dataset

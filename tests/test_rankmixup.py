@@ -22,7 +22,7 @@ from common.data import DataError
 from common.losses import cross_entropy
 from common.methods import Batch, ConfigError, RunContext, TrainState, build_method
 from papers.rankmixup import baselines, method as rm
-from common.loader import load_tiny_imagenet
+from common.image_datasets import load_tiny_imagenet
 from papers.rankmixup.models import resnet50_cifar, resnet50_tiny
 
 torch.set_num_threads(1)  # tiny tensors: intra-op threads only add overhead on a loaded machine

@@ -11,13 +11,17 @@ loader's docstring.
 
 All splits come with their own validation set (model selection = best validation MSE), inputs
 and labels are float32, labels are (N, d) with d = ``DatasetSplits.num_classes`` (the label
-dimension). Options are passed as ``dataset.options`` in the run config.
+dimension). Options are passed as ``dataset.options`` in the run config. Every cell must be a
+finite number (``?`` marks a missing value where the official loaders impute one): anything else
+is a :class:`DataError` naming the file, line and column, raised while loading, before training.
+``DatasetSplits.sources`` names the files read.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import io
+import math
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -26,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.data import ArrayData, DataError, DatasetSplits, data_root, download_allowed, missing_error, register_dataset
+from common.data import (ArrayData, DataError, DatasetSplits, data_root, download_allowed, missing_error,
+                         package_source, register_dataset, root_source)
+from common.errors import ConfigError
 from common.fileio import atomic_write_bytes
-from common.methods import ConfigError
 
 
 # --------------------------------------------------------------------------- files and downloads
@@ -126,11 +131,43 @@ def _read_text(path: Path) -> str:
     return raw.decode("utf-8", errors="strict")
 
 
-def _loadtxt(path: Path, **kw) -> np.ndarray:
+def _finite(cell: str) -> bool:
     try:
-        return np.loadtxt(io.StringIO(_read_text(path)), dtype=np.float64, ndmin=2, **kw)
+        return math.isfinite(float(cell))
+    except ValueError:
+        return False
+
+
+def _first_problem(text: str, delimiter: str | None, skiprows: int) -> str | None:
+    """``"line L, column C: 'x' is not a finite number"`` (1-based) for the first such cell of
+    ``text``, or ``"line L: N columns, the lines before have M"``; None if every row is fine."""
+    width = None
+    for line, row in enumerate(text.splitlines()[skiprows:], start=skiprows + 1):
+        if not row.strip():
+            continue
+        cells = row.split(delimiter)
+        for column, cell in enumerate(cells, start=1):
+            if not _finite(cell):
+                return f"line {line}, column {column}: {cell.strip()!r} is not a finite number"
+        if width is not None and len(cells) != width:
+            return f"line {line}: {len(cells)} columns, the lines before have {width}"
+        width = len(cells)
+    return None
+
+
+def _loadtxt(path: Path, skiprows: int = 0, delimiter: str | None = None) -> np.ndarray:
+    """The numbers of a delimited text file (whitespace-separated by default) as float64 (rows, cols);
+    a cell that is not a finite number (``nan``, ``inf``, text, empty) or a row of another width is
+    a DataError naming the file, line and column."""
+    text = _read_text(path)
+    try:
+        data = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2, skiprows=skiprows, delimiter=delimiter)
     except ValueError as e:
-        raise DataError(f"{path} is malformed: {e}") from None
+        problem = _first_problem(text, delimiter, skiprows)
+        raise DataError(f"{path}, {problem}" if problem else f"{path} is malformed: {e}") from None
+    if not np.isfinite(data).all():
+        raise DataError(f"{path}, {_first_problem(text, delimiter, skiprows)}")
+    return data
 
 
 # --------------------------------------------------------------------------- helpers
@@ -138,13 +175,19 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
-def _splits(name, x, y, tr, va, te, meta=None) -> DatasetSplits:
+def _splits(name, x, y, tr, va, te, meta=None, sources=()) -> DatasetSplits:
     y = y.reshape(len(y), -1)
     return DatasetSplits(
         name, "regression",
         ArrayData(_t(x[tr]), _t(y[tr])), ArrayData(_t(x[te]), _t(y[te])), ArrayData(_t(x[va]), _t(y[va])),
-        num_classes=int(y.shape[1]), meta=dict(meta or {}),
+        num_classes=int(y.shape[1]), meta=dict(meta or {}), sources=list(sources),
     )
+
+
+def _sources(root, *paths: Path) -> list[dict]:
+    """``DatasetSplits.sources`` of files under the data root ``root``."""
+    base = data_root(root)
+    return [root_source(base, p) for p in paths]
 
 
 def minmax(x: np.ndarray, fit_rows=None) -> np.ndarray:
@@ -182,17 +225,21 @@ def load_diabetes(root=None, download=None, shuffle_seed: int = 0, train_frac: f
     """scikit-learn's bundled diabetes data (442 x 10, target = disease progression, 25-346): no
     files, the ``quick`` regression default. Inputs min-max scaled over all rows (as the C-Mixup
     tabular loaders do), target raw; rows split 60/20/20 after a ``shuffle_seed`` permutation."""
+    import sklearn
     from sklearn.datasets import load_diabetes as sk
 
     d = sk(scaled=False)
     x, y = d.data.astype(np.float64), d.target.astype(np.float64)
     n_tr, n_va = _fraction_sizes(len(y), train_frac, val_frac, "diabetes")
     tr, va, te = _random_split(len(y), n_tr, n_va, shuffle_seed)
-    return _splits("diabetes", minmax(x), y, tr, va, te, {"shuffle_seed": shuffle_seed})
+    files = Path(sklearn.__file__).parent / "datasets" / "data"
+    sources = [package_source("sklearn", files / f) for f in ("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz")]
+    return _splits("diabetes", minmax(x), y, tr, va, te, {"shuffle_seed": shuffle_seed}, sources)
 
 
 # --------------------------------------------------------------------------- Airfoil
 @register_dataset("airfoil", task="regression", has_val=True, required_files=[SOURCES["airfoil"].paths],
+                  downloadable=True,
                   split_sizes={"train": 1003, "val": 300, "test": 200})
 def load_airfoil(root=None, download=None, shuffle_seed: int = 0, scale: str = "all") -> DatasetSplits:
     """UCI Airfoil Self-Noise, ``<root>/airfoil/airfoil_self_noise.dat`` (1503 x 6, tab-separated).
@@ -209,14 +256,16 @@ def load_airfoil(root=None, download=None, shuffle_seed: int = 0, scale: str = "
         raise DataError(f"{path}: expected 1503 rows x 6 columns, got {data.shape[0]} x {data.shape[1]}")
     tr, va, te = _random_split(1503, 1003, 300, shuffle_seed)
     x = minmax(data[:, :5], None if scale == "all" else tr)
-    return _splits("airfoil", x, data[:, 5:], tr, va, te, {"source": str(path), "shuffle_seed": shuffle_seed})
+    return _splits("airfoil", x, data[:, 5:], tr, va, te, {"source": str(path), "shuffle_seed": shuffle_seed},
+                   _sources(root, path))
 
 
 # --------------------------------------------------------------------------- NO2
 NO2_NPY = ("x_train", "x_valid", "x_test", "y_train", "y_valid", "y_test")
 
 
-@register_dataset("no2", task="regression", has_val=True, required_files=[SOURCES["no2"].paths + ("no2/x_train.npy",)])
+@register_dataset("no2", task="regression", has_val=True, required_files=[SOURCES["no2"].paths + ("no2/x_train.npy",)],
+                  downloadable=True)
 def load_no2(root=None, download=None, shuffle_seed: int = 0, source: str = "auto", train_frac: float = 0.7,
              val_frac: float = 0.1, scale: str = "all") -> DatasetSplits:
     """NO2 (StatLib; 500 rows, 7 inputs, target = log NO2 concentration).
@@ -238,12 +287,13 @@ def load_no2(root=None, download=None, shuffle_seed: int = 0, source: str = "aut
         missing = [str(p) for p in npy.values() if not p.exists()]
         if missing:
             raise missing_error("no2", missing, "the C-Mixup authors' Google Drive folder (README of huaxiuyao/C-Mixup)")
-        a = {k: np.load(p).astype(np.float64) for k, p in npy.items()}
+        a = {k: np.load(p, allow_pickle=False).astype(np.float64) for k, p in npy.items()}
         x = np.concatenate([a["x_train"], a["x_valid"], a["x_test"]])
         y = np.concatenate([a[k].reshape(len(a[k]), -1) for k in ("y_train", "y_valid", "y_test")])
         n1, n2 = len(a["x_train"]), len(a["x_train"]) + len(a["x_valid"])
         idx = np.arange(len(x))
-        return _splits("no2", x, y, idx[:n1], idx[n1:n2], idx[n2:], {"source": str(base), "split": "authors' npy"})
+        return _splits("no2", x, y, idx[:n1], idx[n1:n2], idx[n2:], {"source": str(base), "split": "authors' npy"},
+                       _sources(root, *npy.values()))
     path = locate("no2", root, download)
     text = _read_text(path)
     header = text.split("\n", 1)[0].strip().split("\t")
@@ -254,7 +304,7 @@ def load_no2(root=None, download=None, shuffle_seed: int = 0, source: str = "aut
     tr, va, te = _random_split(len(data), n_tr, n_va, shuffle_seed)
     x = minmax(data[:, :7], None if scale == "all" else tr)
     return _splits("no2", x, data[:, 7:], tr, va, te, {"source": str(path), "shuffle_seed": shuffle_seed,
-                                                       "columns": header})
+                                                       "columns": header}, _sources(root, path))
 
 
 # --------------------------------------------------------------------------- time series (LSTNet)
@@ -302,10 +352,12 @@ def load_time_series(name: str, root=None, download=None, window: int = 168, hor
         name, "regression", ArrayData(torch.from_numpy(xtr), torch.from_numpy(ytr)),
         ArrayData(torch.from_numpy(xte), torch.from_numpy(yte)), ArrayData(torch.from_numpy(xva), torch.from_numpy(yva)),
         num_classes=m, meta={"source": str(path), "scale": scale.tolist(), "window": window, "horizon": horizon},
+        sources=_sources(root, path),
     )
 
 
-@register_dataset("exchange_rate", task="regression", has_val=True, required_files=[SOURCES["exchange_rate"].paths])
+@register_dataset("exchange_rate", task="regression", has_val=True, required_files=[SOURCES["exchange_rate"].paths],
+                  downloadable=True)
 def load_exchange_rate(root=None, download=None, window: int = 168, horizon: int = 12, train_frac: float = 0.6,
                        val_frac: float = 0.2, normalize: int = 2) -> DatasetSplits:
     """Exchange-Rate (LSTNet; 7588 days x 8 currencies), ``<root>/exchange_rate/exchange_rate.txt.gz``
@@ -313,7 +365,8 @@ def load_exchange_rate(root=None, download=None, window: int = 168, horizon: int
     return load_time_series("exchange_rate", root, download, window, horizon, train_frac, val_frac, normalize)
 
 
-@register_dataset("electricity", task="regression", has_val=True, required_files=[SOURCES["electricity"].paths])
+@register_dataset("electricity", task="regression", has_val=True, required_files=[SOURCES["electricity"].paths],
+                  downloadable=True)
 def load_electricity(root=None, download=None, window: int = 168, horizon: int = 24, train_frac: float = 0.6,
                      val_frac: float = 0.2, normalize: int = 2) -> DatasetSplits:
     """Electricity (LSTNet; 26304 hours x 321 clients), ``<root>/electricity/electricity.txt.gz``.
@@ -324,19 +377,22 @@ def load_electricity(root=None, download=None, window: int = 168, horizon: int =
 # --------------------------------------------------------------------------- OOD tabular (domains)
 def _read_csv_with_missing(path: Path, skip_header: bool, drop_col: int | None = None) -> np.ndarray:
     """Comma-separated numbers where ``?`` (quoted or not) is missing; missing -> column mean
-    over all rows (the official loaders' imputation)."""
-    lines = [ln for ln in _read_text(path).splitlines() if ln.strip()]
+    over all rows (the official loaders' imputation). Column ``drop_col`` (0-based) is skipped
+    unread; any other cell that is neither ``?`` nor a finite number is a DataError naming the
+    line and column."""
+    lines = [(i, ln) for i, ln in enumerate(_read_text(path).splitlines(), start=1) if ln.strip()]
     if skip_header:
         lines = lines[1:]
     rows = []
-    for i, ln in enumerate(lines):
-        fields = [f.strip().strip('"').strip("'") for f in ln.split(",")]
-        if drop_col is not None:
-            fields.pop(drop_col)
-        try:
-            rows.append([np.nan if f == "?" else float(f) for f in fields])
-        except ValueError as e:
-            raise DataError(f"{path}, data line {i + 1}: {e}") from None
+    for line, ln in lines:
+        row = []
+        for column, f in enumerate((f.strip().strip('"').strip("'") for f in ln.split(",")), start=1):
+            if column - 1 == drop_col:
+                continue
+            if f != "?" and not _finite(f):
+                raise DataError(f"{path}, line {line}, column {column}: {f!r} is not a finite number or '?' (missing)")
+            row.append(np.nan if f == "?" else float(f))
+        rows.append(row)
     widths = {len(r) for r in rows}
     if len(widths) != 1:
         raise DataError(f"{path}: rows have differing numbers of fields {sorted(widths)}")
@@ -364,7 +420,7 @@ def domain_split(domains: np.ndarray, train_frac: float = 0.7, val_frac: float =
     return pick(ids[:i1]), pick(ids[i1:i2]), pick(ids[i2:])
 
 
-def _ood_or_id(name, x, y, domains, split, shuffle_seed, train_frac, val_frac, scale, meta):
+def _ood_or_id(name, x, y, domains, split, shuffle_seed, train_frac, val_frac, scale, meta, sources):
     _check_scale(name, scale)
     if split == "ood":
         tr, va, te = domain_split(domains, train_frac, val_frac)
@@ -375,10 +431,11 @@ def _ood_or_id(name, x, y, domains, split, shuffle_seed, train_frac, val_frac, s
         raise ConfigError(f"{name}: dataset.options.split must be 'ood' (domain split, as in the paper) or 'id'")
     x = minmax(x, None if scale == "all" else tr)
     meta = dict(meta, split=split, test_domains=domains[te].astype(int).tolist())
-    return _splits(name, x, y, tr, va, te, meta)
+    return _splits(name, x, y, tr, va, te, meta, sources)
 
 
-@register_dataset("communities", task="regression", has_val=True, required_files=[SOURCES["communities"].paths])
+@register_dataset("communities", task="regression", has_val=True, required_files=[SOURCES["communities"].paths],
+                  downloadable=True)
 def load_communities(root=None, download=None, split: str = "ood", shuffle_seed: int = 0, train_frac: float = 0.7,
                      val_frac: float = 0.1, scale: str = "all") -> DatasetSplits:
     """UCI Communities and Crime, ``<root>/communities_crime/communities.data`` (1994 x 128).
@@ -389,10 +446,11 @@ def load_communities(root=None, download=None, split: str = "ood", shuffle_seed:
     if data.shape[1] != 127:
         raise DataError(f"{path}: expected 128 columns (127 after dropping communityname), got {data.shape[1] + 1}")
     return _ood_or_id("communities", data[:, 4:-1], data[:, -1:], data[:, 0].astype(int), split, shuffle_seed,
-                      train_frac, val_frac, scale, {"source": str(path), "domain": "state"})
+                      train_frac, val_frac, scale, {"source": str(path), "domain": "state"}, _sources(root, path))
 
 
-@register_dataset("skillcraft", task="regression", has_val=True, required_files=[SOURCES["skillcraft"].paths])
+@register_dataset("skillcraft", task="regression", has_val=True, required_files=[SOURCES["skillcraft"].paths],
+                  downloadable=True)
 def load_skillcraft(root=None, download=None, split: str = "ood", shuffle_seed: int = 0, train_frac: float = 0.7,
                     val_frac: float = 0.1, scale: str = "all") -> DatasetSplits:
     """UCI SkillCraft1, ``<root>/skillcraft/SkillCraft1_Dataset.csv`` (3395 x 20, header).
@@ -405,4 +463,4 @@ def load_skillcraft(root=None, download=None, split: str = "ood", shuffle_seed: 
         raise DataError(f"{path}: expected 20 columns, got {data.shape[1]}")
     x = np.concatenate([data[:, 2:13], data[:, 14:]], axis=1)
     return _ood_or_id("skillcraft", x, data[:, 13:14], data[:, 1].astype(int), split, shuffle_seed,
-                      train_frac, val_frac, scale, {"source": str(path), "domain": "LeagueIndex"})
+                      train_frac, val_frac, scale, {"source": str(path), "domain": "LeagueIndex"}, _sources(root, path))

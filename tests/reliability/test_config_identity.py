@@ -42,6 +42,7 @@ def test_quick_run_ids_are_unchanged():
 # a valid non-neutral value for every identity-neutral key
 NON_NEUTRAL = {
     "dataset.transform": {"input_size": 8, "hflip": 0.5},
+    "dataset.copy": "official",
     "train.repeated_aug": 3,
     "train.ema": {"decay": 0.99996},
     "train.amp_dtype": "bfloat16",

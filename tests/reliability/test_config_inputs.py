@@ -303,7 +303,7 @@ def test_split_sizes_known_only_after_loading_fail_before_training(tmp_path, ove
 def _cifar_zip(root: Path, drop: str | None) -> Path:
     from PIL import Image
 
-    from common.data import CIFAR10_CLASSES
+    from common.image_datasets import CIFAR10_CLASSES
 
     path = root / "cifar10" / "nine.zip"
     path.parent.mkdir(parents=True)
@@ -320,7 +320,8 @@ def _cifar_zip(root: Path, drop: str | None) -> Path:
 
 
 def test_cifar10_zip_with_a_class_folder_missing_fails_loudly(tmp_path, monkeypatch):
-    from common.data import DataError, load_cifar10
+    from common.data import DataError
+    from common.image_datasets import load_cifar10
 
     root = tmp_path / "data"
     monkeypatch.setenv("MIXREPRO_CACHE", str(tmp_path / "cache"))
@@ -334,7 +335,8 @@ def test_cifar10_zip_with_a_class_folder_missing_fails_loudly(tmp_path, monkeypa
 
 
 def test_cifar10_folder_with_a_class_folder_missing_fails_loudly(tmp_path, monkeypatch):
-    from common.data import DataError, load_cifar10
+    from common.data import DataError
+    from common.image_datasets import load_cifar10
 
     root = tmp_path / "data"
     monkeypatch.setenv("MIXREPRO_CACHE", str(tmp_path / "cache"))
@@ -347,7 +349,7 @@ def test_cifar10_folder_with_a_class_folder_missing_fails_loudly(tmp_path, monke
 
 
 def test_cifar10_zip_with_every_class_loads(tmp_path, monkeypatch):
-    from common.data import load_cifar10
+    from common.image_datasets import load_cifar10
 
     root = tmp_path / "data"
     monkeypatch.setenv("MIXREPRO_CACHE", str(tmp_path / "cache"))

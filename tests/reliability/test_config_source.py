@@ -163,20 +163,26 @@ def test_missing_files_on_the_shared_data_root():
 
 
 @pytest.mark.parametrize("layout", ["zip", "folder", "pickles"])
-def test_missing_files_accepts_each_cifar10_form(tmp_path, layout):
+def test_missing_files_accepts_each_form_of_each_cifar10_copy(tmp_path, layout):
+    """The default copy (JPEG-q75) is a zip or its extracted folder; ``copy: official`` the batches."""
+    import zipfile
+
     from common.data import missing_files
 
     base = tmp_path / "cifar10"
-    assert missing_files({"name": "cifar10", "root": str(tmp_path)}) == [
-        f"{base}/cifar-10-batches-py/ or {base}/*.zip or {base}/train/"]
+    jpeg, official = {"name": "cifar10", "root": str(tmp_path)}, {"name": "cifar10", "root": str(tmp_path),
+                                                                 "copy": "official"}
+    assert missing_files(jpeg) == [f"{base}/*.zip or {base}/train/"]
+    assert missing_files(official) == [f"{base}/cifar-10-batches-py/"]
     base.mkdir()
     if layout == "zip":
-        (base / "c.zip").write_bytes(b"PK")
+        zipfile.ZipFile(base / "c.zip", "w").close()
     elif layout == "folder":
         (base / "train").mkdir()
     else:
         (base / "cifar-10-batches-py").mkdir()
-    assert missing_files({"name": "cifar10", "root": str(tmp_path)}) == []
+    assert (missing_files(official) == []) == (layout == "pickles")
+    assert (missing_files(jpeg) == []) == (layout != "pickles")
 
 
 def test_missing_files_uses_the_env_data_root(tmp_path, monkeypatch):
