@@ -15,7 +15,8 @@ A paper's ``experiments.yaml``::
 
 ``vary``/``zip`` keys may be dotted (``train.lr: [0.1, 0.05]``); a ``zip`` row is combined with
 every ``vary`` combination. A run's identity is the SHA-256 of its resolved config (minus
-``resources`` and runtime-only keys, and minus keys at their ``NEUTRAL_DEFAULTS`` value), so an
+``resources`` and runtime-only keys, and minus keys at their ``NEUTRAL_DEFAULTS`` value, with each
+whole number spelled one way per key: ``alpha: 1`` and ``alpha: 1.0`` are one run), so an
 identical run requested by two papers is trained once; the id is
 ``<method>-<dataset>-<model>-s<seed>-<hash8>``.
 """
@@ -379,8 +380,117 @@ def identity(cfg: dict) -> dict:
     return ident
 
 
+# --------------------------------------------------------------------------- canonical numbers
+def _spelling(default, declared) -> type | None:
+    """``int`` or ``float``: how a whole number is written at a key. The key's default decides
+    (``warmup_epochs: 0`` but ``label_smoothing: 0.0``, as the committed run ids were hashed); a key
+    without a numeric default follows its declared type; None when neither says."""
+    if isinstance(default, (list, tuple)) and default:
+        kinds = {_spelling(d, ()) for d in default}
+        return kinds.pop() if len(kinds) == 1 else None
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return type(default)
+    declared = set(declared)
+    if float in declared or "number" in declared:
+        return float
+    if int in declared or "integer" in declared:
+        return int
+    return None
+
+
+def _respell(value, kind):
+    """``value`` with its numbers written as ``kind`` where that keeps the value (1 -> 1.0, 2.0 -> 2)."""
+    if isinstance(value, list):
+        return [_respell(v, kind) for v in value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if kind is float and isinstance(value, int) and abs(value) <= 2 ** 53:
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _types(node: dict) -> list:
+    types = node.get("type", [])
+    return types if isinstance(types, list) else [types]
+
+
+def _schema_branch(node: dict, value) -> dict:
+    """The ``anyOf``/``oneOf`` branch of ``node`` whose type fits ``value`` (``node`` itself if none)."""
+    want = {"object"} if isinstance(value, dict) else {"array"} if isinstance(value, list) else {"number", "integer"}
+    return next((sub for sub in node.get("anyOf", []) + node.get("oneOf", []) if want & set(_types(sub))), node)
+
+
+def _canonical_by_schema(value, node: dict):
+    node = _schema_branch(node, value)
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        return {k: _canonical_by_schema(v, props[k]) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [_canonical_by_schema(v, node["items"]) for v in value]
+    return _respell(value, _spelling(node.get("default"), _types(node)))
+
+
+def _canonical_kwargs(values: dict, params: dict) -> dict:
+    """Keyword values respelled by ``params`` ({name: (default, declared types)})."""
+    return {k: _respell(v, _spelling(*params[k])) if k in params else v for k, v in values.items()}
+
+
+def _declared(hints: dict, name: str) -> tuple:
+    """The types a type hint allows: ``float | None`` -> (float, NoneType); no hint -> ()."""
+    import typing
+
+    hint = hints.get(name)
+    return () if hint is None else typing.get_args(hint) or (hint,)
+
+
+@functools.lru_cache(maxsize=None)
+def _dataclass_params(cls) -> dict:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f.default, _declared(hints, f.name)) for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def _signature_params(factory) -> dict:
+    import typing
+
+    sig = _signature(factory)
+    try:
+        hints = typing.get_type_hints(factory)
+    except (NameError, TypeError):  # an annotation that does not evaluate: the defaults alone decide
+        hints = {}
+    return {} if sig is None else {n: (None if p.default is p.empty else p.default, _declared(hints, n))
+                                   for n, p in sig.parameters.items()}
+
+
+def canonical_numbers(ident: dict) -> dict:
+    """``ident`` (a run identity) with every number written one way per key, so numerically equal
+    configs hash alike (``alpha: 1`` and ``alpha: 1.0``): schema keys by ``run.schema.json``, method
+    parameters by their ``Params`` dataclass, model and dataset keyword arguments by the factory's
+    signature (see ``_spelling``). Keys declared nowhere (a ``timm:`` model's kwargs) stay as written."""
+    from .data import DATASETS
+    from .methods import parse_method_spec
+    from .models import MODELS
+
+    out = _canonical_by_schema(ident, _load_schema("run.schema.json"))
+    ms = parse_method_spec(out["method"])
+    out["method"] = {"name": out["method"]["name"], **_canonical_kwargs(ms.params, _dataclass_params(ms.base.Params))}
+    for tname, tcls, tvals in ms.terms:
+        out["method"][tname] = _canonical_kwargs(tvals, _dataclass_params(tcls.Params))
+    if not out["model"]["name"].startswith("timm:"):
+        out["model"] = _canonical_kwargs(out["model"], _signature_params(MODELS.get(out["model"]["name"])))
+    if "options" in out["dataset"]:
+        options = _signature_params(DATASETS.get(out["dataset"]["name"]))
+        out["dataset"]["options"] = _canonical_kwargs(out["dataset"]["options"], options)
+    return out
+
+
 def run_hash(cfg: dict) -> str:
-    ident = identity(cfg)
+    ident = canonical_numbers(identity(cfg))
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
