@@ -606,6 +606,32 @@ def load_config_file(path) -> dict:
     return parse_config_text(read_text_utf8(path), str(path), "json" if path.suffix == ".json" else "yaml")
 
 
+def _snakemake_format(text: str) -> str:
+    """"json" or "yaml", decided as Snakemake decides for a config file: JSON if it parses as JSON."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return "yaml"
+    return "json"
+
+
+def check_workflow_config_inputs(configfiles, config_args=()) -> None:
+    """The workflow's config inputs read as strictly as a run config. Snakemake reads a config file
+    (``configfile:`` in the Snakefile, ``--configfile``) with ``json.load`` or PyYAML and keeps the
+    last of two equal keys, and ``--config k=v k=w`` keeps the last too; here each file goes through
+    :func:`parse_config_text` (a duplicate key anywhere names the file, line and key) and each
+    ``--config`` key may be given once. ``config_args`` are the ``KEY=VALUE`` strings of ``--config``."""
+    for path in configfiles:
+        text = read_text_utf8(path)
+        parse_config_text(text, str(path), _snakemake_format(text))
+    seen: dict = {}
+    for arg in config_args or ():
+        key = str(arg).split("=", 1)[0]
+        if key in seen:
+            raise ConfigError(f"--config: key {key!r} is given twice ({seen[key]} and {arg}); give it once")
+        seen[key] = arg
+
+
 # --------------------------------------------------------------------------- grids
 def expand_grid(exp: dict, scale: str, where: str) -> list[dict]:
     """All resolved run configs of one paper at one scale (validated)."""

@@ -6,7 +6,10 @@ do not fit the patch or image. Also: ``1e6`` in YAML is a float."""
 from __future__ import annotations
 
 import io
+import json
 import math
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rel_helpers import ROOT, tiny, write_config
+from rel_helpers import ROOT, env, tiny, write_config
 
 from common.config import (ConfigError, apply_overrides, load_experiments, load_yaml, parse_yaml, resolve,
                            validate_run_config)
@@ -25,22 +28,28 @@ from common.methods import check_bool, check_choice, check_range
 
 def _main(tmp_path, cfg_or_text, *args) -> tuple[int, str, Path]:
     """Run the trainer CLI in-process on a config file; returns (exit code, stderr, config path)."""
-    from common.train import main
-
     path = tmp_path / "run.yaml"
     if isinstance(cfg_or_text, (str, bytes)):
         path.write_bytes(cfg_or_text if isinstance(cfg_or_text, bytes) else cfg_or_text.encode())
     else:
         write_config(path, cfg_or_text)
+    rc, err = _main_argv(tmp_path, "--config", str(path), *args)
+    return rc, err, path
+
+
+def _main_argv(tmp_path, *argv) -> tuple[int, str]:
+    """The trainer CLI in-process with ``--out`` under ``tmp_path/runs``; returns (exit code, stderr)."""
     import sys
+
+    from common.train import main
 
     err = io.StringIO()
     old, sys.stderr = sys.stderr, err
     try:
-        rc = main(["--config", str(path), "--out", str(tmp_path / "runs" / "r"), *args])
+        rc = main([*argv, "--out", str(tmp_path / "runs" / "r")])
     finally:
         sys.stderr = old
-    return rc, err.getvalue(), path
+    return rc, err.getvalue()
 
 
 def _assert_rejected(tmp_path, rc, err, *expect):
@@ -388,6 +397,76 @@ def test_timm_patch_size_comes_from_the_config_or_the_model_name():
     bad = resolve(base, {"model": {"name": "timm:deit_tiny_patch16_224"}, "method": {"name": "mixpro", "cell_size": 56}})
     with pytest.raises(ConfigError, match="'method.cell_size'=56 is not a multiple of the ViT patch size 16"):
         validate_run_config(bad, "t")
+
+
+# --------------------------------------------------------------------------- duplicate keys in every config input
+def _json_with_duplicate(where: str) -> tuple[str, str]:
+    """TINY as JSON text with one key given twice: at the top level ("seed") or nested ("lr" in "train")."""
+    text = json.dumps(tiny())
+    if where == "top":
+        return text[:-1] + ', "seed": 1}', "'seed'"
+    assert '"lr": 0.05' in text
+    return text.replace('"lr": 0.05', '"lr": 0.05, "lr": 5.0'), "'lr'"
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_duplicate_json_keys_are_rejected_through_config_json(tmp_path, where):
+    """``--config-json`` (what the workflow passes) reads JSON like a config file: the second "seed"
+    or the nested second "lr" is an error naming the key, not a run at seed 1 or lr 5.0."""
+    text, key = _json_with_duplicate(where)
+    rc, err = _main_argv(tmp_path, "--config-json", text)
+    _assert_rejected(tmp_path, rc, err, "<--config-json>", f"duplicate key {key}")
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_duplicate_json_keys_are_rejected_in_a_json_config_file(tmp_path, where):
+    text, key = _json_with_duplicate(where)
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    rc, err = _main_argv(tmp_path, "--config", str(path))
+    _assert_rejected(tmp_path, rc, err, str(path), f"duplicate key {key}")
+
+
+@pytest.mark.parametrize("name,text,expect", [
+    ("dup.json", '{"scale": "quick", "papers": [], "scale": "cpu"}', "duplicate key 'scale'"),
+    ("nested.json", '{"scale": "quick", "x": {"lr": 1, "lr": 2}}', "duplicate key 'lr'"),
+    ("dup.yaml", "scale: quick\npapers: []\nscale: cpu\n", "line 3: duplicate key 'scale'"),
+    ("json_in.yaml", '{"scale": "quick", "scale": "cpu"}', "duplicate key 'scale'"),  # read as JSON, as Snakemake does
+])
+def test_workflow_config_files_are_read_strictly(tmp_path, name, text, expect):
+    from common.config import check_workflow_config_inputs
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as e:
+        check_workflow_config_inputs([ROOT / "config" / "config.yaml", tmp_path / name])
+    assert f"{tmp_path / name}: " in str(e.value) and expect in str(e.value), str(e.value)
+
+
+def test_workflow_config_inputs_without_duplicates_pass(tmp_path):
+    from common.config import check_workflow_config_inputs
+
+    (tmp_path / "c.json").write_text('{"scale": "cpu", "papers": ["cutmix"]}')
+    check_workflow_config_inputs([ROOT / "config" / "config.yaml", tmp_path / "c.json"],
+                                 ["scale=cpu", "papers=[cutmix]", "data_root=/x=y"])
+    with pytest.raises(ConfigError, match=r"--config: key 'scale' is given twice \(scale=cpu and scale=quick\)"):
+        check_workflow_config_inputs([], ["scale=cpu", "papers=[]", "scale=quick"])
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--configfile", "{tmp}/dup.json"], "{tmp}/dup.json: duplicate key 'scale'"),
+    (["--configfile", "{tmp}/dup.yaml"], "{tmp}/dup.yaml: line 2: duplicate key 'scale'"),
+    (["--config", "scale=quick", "scale=cpu"], "--config: key 'scale' is given twice"),
+])
+def test_duplicate_keys_are_rejected_through_the_workflow(tmp_path, args, expect):
+    """Snakemake itself keeps the last of two equal keys of a --configfile (JSON or YAML) or of
+    --config; the workflow's config check rejects them before planning, naming file and key."""
+    (tmp_path / "dup.json").write_text('{"scale": "quick", "scale": "cpu"}')
+    (tmp_path / "dup.yaml").write_text("scale: quick\nscale: cpu\n")
+    argv = [a.format(tmp=tmp_path) for a in args]
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", *argv], cwd=ROOT, env=env(), capture_output=True,
+                       text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and expect.format(tmp=tmp_path) in out and "Traceback" not in out, out[-3000:]
 
 
 def test_json_config_files_follow_the_same_rules(tmp_path):
