@@ -283,9 +283,11 @@ def _check_split_sizes(cfg: dict, info, options: dict, where: str) -> None:
                               f"of {d['name']!r}")
     if d.get("train_size"):
         n_train = d["train_size"]
-    if n_train is not None and t["drop_last"] and t["batch_size"] > n_train:
+    if n_train is not None and t["batch_size"] > n_train:
+        effect = ("train.drop_last is true: an epoch would have 0 steps" if t["drop_last"] else
+                  f"every step would be one batch of {n_train}, not {t['batch_size']}")
         raise ConfigError(f"{where}: key 'train.batch_size'={t['batch_size']} exceeds the {n_train} training samples "
-                          f"and train.drop_last is true: an epoch would have 0 steps")
+                          f"of {d['name']!r}; {effect} (allowed: at most {n_train})")
 
 
 def _lookup(registry, name: str, where: str, key: str):
@@ -680,8 +682,19 @@ def load_experiments(path) -> dict:
     return exp
 
 
+PAPER_NAME = re.compile(r"[a-z0-9_]+")
+
+
 def discover_papers(root=".") -> dict[str, Path]:
-    return {p.parent.name: p for p in sorted(Path(root, "papers").glob("*/experiments.yaml"))}
+    """{paper: its experiments.yaml} of every ``papers/<paper>/experiments.yaml``; a folder name outside
+    ``[a-z0-9_]+`` (it becomes a Python package, a run-file pattern and a ``papers=`` value) is a ConfigError."""
+    found = {p.parent.name: p for p in sorted(Path(root, "papers").glob("*/experiments.yaml"))}
+    for name, path in found.items():
+        if not PAPER_NAME.fullmatch(name):
+            hint = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "my_paper"
+            raise ConfigError(f"{path.parent}: paper folder name {name!r} is not allowed: use lowercase letters, "
+                              f"digits and underscores only ([a-z0-9_]+), e.g. {hint!r}")
+    return found
 
 
 def plan(scale: str, root=".", only: list[str] | None = None) -> tuple[dict[str, dict], dict[str, list[str]]]:

@@ -270,6 +270,9 @@ def test_non_pairing_method_trains_with_batch_size_one():
     ({"dataset.val_size": 1297}, ["'dataset.val_size'=1297", "smaller than the 1297"]),
     ({"train.batch_size": 1098, "train.drop_last": True}, ["'train.batch_size'=1098", "0 steps"]),
     ({"dataset.train_size": 64, "train.batch_size": 65, "train.drop_last": True}, ["64 training samples", "0 steps"]),
+    ({"train.batch_size": 1098}, ["'train.batch_size'=1098", "1097 training samples", "one batch of 1097, not 1098",
+                                  "at most 1097"]),
+    ({"dataset.train_size": 64, "train.batch_size": 65}, ["'train.batch_size'=65", "64 training samples"]),
     ({"dataset": {"name": "random", "options": {"n_train": 10, "n_test": 4}, "test_size": 5, "val_size": 2}},
      ["'dataset.test_size'=5", "4 test samples of 'random'"]),
 ])
@@ -287,8 +290,51 @@ def test_split_sizes_known_from_the_config_are_checked_at_validation(tmp_path, o
         validate_run_config(resolve(cfg), "plan")  # so `snakemake -n` fails on it too
 
 
-def test_big_drop_last_batch_is_fine_without_drop_last():
-    validate_run_config(resolve(tiny(**{"train.batch_size": 5000})), "t")
+def test_a_batch_equal_to_the_split_is_fine():
+    validate_run_config(resolve(tiny(**{"train.batch_size": 1097})), "t")
+    validate_run_config(resolve(tiny(**{"train.batch_size": 1097, "train.drop_last": True})), "t")
+
+
+# --------------------------------------------------------------------------- seeds
+def test_a_seed_torch_cannot_take_is_rejected_at_plan_time(tmp_path):
+    """``seed: 2**64`` used to pass the plan and crash in torch.manual_seed with a traceback."""
+    from common.config import expand_grid
+
+    p = tmp_path / "papers" / "toy" / "experiments.yaml"
+    p.parent.mkdir(parents=True)
+    p.write_text(yaml.safe_dump({"paper": "toy", "scales": {"quick": {"grid": [{"set": tiny(seed=2 ** 64)}]}}}))
+    with pytest.raises(ConfigError) as e:
+        expand_grid(load_experiments(p), "quick", str(p))
+    assert str(p) in str(e.value) and "key 'seed'" in str(e.value) and "maximum=18446744073709551615" in str(e.value)
+    rc, err, path = _main(tmp_path, tiny(seed=2 ** 64))
+    _assert_rejected(tmp_path, rc, err, str(path), "key 'seed'", "18446744073709551616")
+    validate_run_config(resolve(tiny(**{"dataset.split_seed": 2 ** 70})), "t")  # numpy's default_rng takes any
+
+
+def test_the_largest_allowed_seed_seeds_every_generator():
+    from common.train import seed_everything
+
+    validate_run_config(resolve(tiny(seed=2 ** 64 - 1)), "t")
+    seed_everything(2 ** 64 - 1)
+    with pytest.raises((ValueError, RuntimeError)):
+        seed_everything(2 ** 64)  # the bound is torch's
+
+
+# --------------------------------------------------------------------------- paper folder names
+@pytest.mark.parametrize("name", ["Bad-Name", "cut.mix", "caf\u00e9"])
+def test_a_paper_folder_outside_the_allowed_names_is_named(tmp_path, name):
+    from common.config import discover_papers
+
+    (tmp_path / "papers" / "fine_1").mkdir(parents=True)
+    (tmp_path / "papers" / "fine_1" / "experiments.yaml").write_text("paper: fine_1\nscales: {}\n")
+    (tmp_path / "papers" / name).mkdir()
+    (tmp_path / "papers" / name / "experiments.yaml").write_text(f"paper: {name}\nscales: {{}}\n")
+    with pytest.raises(ConfigError) as e:
+        discover_papers(tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "papers" / name) in msg and "[a-z0-9_]+" in msg, msg
+    (tmp_path / "papers" / name / "experiments.yaml").unlink()  # a folder without a grid is not a paper
+    assert list(discover_papers(tmp_path)) == ["fine_1"]
 
 
 @pytest.mark.parametrize("over,expect", [
@@ -390,7 +436,7 @@ def test_fitting_cells_validate(method, model):
 
 def test_timm_patch_size_comes_from_the_config_or_the_model_name():
     base = {"dataset": {"name": "random", "val_size": 2, "options": {"image_size": 224, "n_train": 8, "n_test": 2}},
-            "train": {"select": "last"}}
+            "train": {"select": "last", "batch_size": 2}}
     ok = resolve(base, {"model": {"name": "timm:deit_tiny_patch16_224", "patch_size": 14},
                         "method": {"name": "mixpro", "cell_size": 56}})
     validate_run_config(ok, "t")
