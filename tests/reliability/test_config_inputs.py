@@ -23,7 +23,7 @@ from rel_helpers import ROOT, env, tiny, write_config
 
 from common.config import (ConfigError, apply_overrides, load_experiments, load_yaml, parse_yaml, resolve,
                            validate_run_config)
-from common.methods import check_bool, check_choice, check_range
+from common.methods import METHODS, Method, check_bool, check_choice, check_range
 
 
 def _main(tmp_path, cfg_or_text, *args) -> tuple[int, str, Path]:
@@ -251,13 +251,80 @@ def test_pairing_method_with_batch_size_one_is_rejected(tmp_path, method):
     _assert_rejected(tmp_path, rc, err, str(path), "'train.batch_size'=1", "batch_size >= 2")
 
 
-def test_every_within_batch_mixer_declares_it():
-    from common.methods import METHODS
+def _method_on_a_batch(name: str):
+    """(method, network in eval mode, context, batch of 16, the same batch with its last sample replaced)
+    on the first small network the method accepts (CNN, ViT; an MLP for regression)."""
+    import warnings
 
-    pairing = {n for n in METHODS.names() if getattr(METHODS.get(n), "pairs_within_batch", False)}
-    assert {"mixup", "manifold_mixup", "cutmix", "deit_mix", "transmix", "maskmix", "mixpro", "resizemix",
-            "rankmixup_mrl", "rankmixup_mndcg"} <= pairing
-    assert not pairing & {"erm", "focal", "label_smoothing", "c_mixup"}
+    import torch
+
+    from benchmarks import harness as H
+    from common.methods import METHODS, Batch, build_method
+
+    images = H.random_images(17, seed=1)
+    images.x = images.x[:, :, :16, :16].contiguous()
+    nets = {"classification": [({"name": "resnet8", "width": 8}, 10, (3, 16, 16), images),
+                               ({"name": "vit", "patch_size": 4, "embed_dim": 24, "depth": 2, "num_heads": 3},
+                                10, (3, 16, 16), images)],
+            "regression": [({"name": "mlp", "hidden": [32]}, 1, (5,), H.random_regression(n=64, d=5, seed=1))]}
+    for task in METHODS.get(name).tasks:
+        for spec, k, shape, data in nets[task]:
+            model = H.build(spec, k, shape)
+            ctx = H.make_context(task, data, model, k, shape)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    method = build_method({"name": name}, ctx)
+                    method.setup(model)
+            except (TypeError, Warning, RuntimeError):
+                continue
+            x = H.image_batch(data, 17).x if task == "classification" else data.x[:17]
+            full = Batch(x, data.y[:17].clone(), torch.arange(17))
+            keep = torch.tensor(list(range(15)) + [16])
+            return (method, model.eval(), ctx, Batch(full.x[:16], full.y[:16], full.index[:16]),
+                    Batch(full.x[keep], full.y[keep], full.index[keep]))
+    raise AssertionError(f"{name}: no test network accepts it")
+
+
+def _network_outputs(method, model, ctx, batch, seed: int) -> list:
+    """What the network returns (forward and forward_mix) during one step drawn from ``seed``."""
+    import torch
+
+    from common.methods import TrainState
+
+    seen = []
+    for attr in ("forward", "forward_mix"):
+        fn = getattr(model, attr, None)
+        if fn is not None:
+            def record(*a, _fn=fn, **kw):
+                out = _fn(*a, **kw)
+                seen.append((out[0] if isinstance(out, tuple) else out).detach().clone())
+                return out
+            setattr(model, attr, record)
+    with torch.no_grad():
+        method.step(model, batch, TrainState(0, 0, 10, 100, torch.Generator().manual_seed(seed), ctx))
+    for attr in ("forward", "forward_mix"):
+        model.__dict__.pop(attr, None)
+    return seen
+
+
+def _mixes_within_the_batch(name: str) -> bool:
+    """Replacing the last sample of the batch changes the network's output for another sample (the
+    same random draws, BatchNorm in eval mode): the method combines samples of one batch."""
+    method, model, ctx, batch, other = _method_on_a_batch(name)
+    for seed in range(4):
+        for a, b in zip(_network_outputs(method, model, ctx, batch, seed), _network_outputs(method, model, ctx, other, seed)):
+            if bool((a != b).flatten(1).any(1)[:-1].any()):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if isinstance(METHODS.get(n), type)
+                                  and issubclass(METHODS.get(n), Method)])
+def test_a_method_declares_pairs_within_batch_exactly_when_it_mixes_samples_of_a_batch(name):
+    """Property over the method registry (a new method is covered when it registers): the declaration
+    that makes batch_size 1 an error matches what the method does."""
+    assert METHODS.get(name).pairs_within_batch is _mixes_within_the_batch(name), name
 
 
 def test_non_pairing_method_trains_with_batch_size_one():
