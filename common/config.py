@@ -37,12 +37,17 @@ from .errors import ConfigError
 from .registry import did_you_mean
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-SCALES = ("quick", "cpu", "paper")
 
 
 @functools.lru_cache(maxsize=None)
 def _load_schema(name: str) -> dict:
     return json.loads((SCHEMA_DIR / name).read_text())
+
+
+#: Every scale, in order; ``$defs.scale_name`` of ``common/schemas/experiments.schema.json`` is their one list.
+SCALES: tuple = tuple(_load_schema("experiments.schema.json")["$defs"]["scale_name"]["enum"])
+#: Scales whose results and aggregates are committed (tracked in git; their README blocks are spliced).
+COMMITTED_SCALES: tuple = ("cpu",)
 
 
 def schema_defaults(node: dict):
@@ -147,6 +152,10 @@ def _validator(name: str):
 
 def _schema_error(err, where: str) -> ConfigError:
     path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if "propertyNames" in err.absolute_schema_path:  # a key outside a closed list (the scale names)
+        known = sorted(err.schema.get("enum", []))
+        return ConfigError(f"{where}: unknown key {path + '.' + str(err.instance)!r}.{did_you_mean(err.instance, known)} "
+                           f"Allowed keys here: {', '.join(known)}")
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         known = sorted(err.schema.get("properties", {}))
