@@ -404,6 +404,18 @@ def test_a_paper_folder_outside_the_allowed_names_is_named(tmp_path, name):
     assert list(discover_papers(tmp_path)) == ["fine_1"]
 
 
+def test_a_badly_named_paper_folder_stops_the_workflow_naming_it(tmp_path):
+    """Through snakemake: a plan-time error naming the folder, not a MissingInputException."""
+    from workflow_helpers import _add_paper, _copy_repo, _smk
+
+    repo = _copy_repo(tmp_path)
+    _add_paper(repo, "Bad-Name", "erm", "erm")
+    p = _smk(repo, "-n", check=False)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and f"{repo / 'papers' / 'Bad-Name'}: paper folder name 'Bad-Name'" in out, out[-2000:]
+    assert "[a-z0-9_]+" in out and "MissingInput" not in out
+
+
 @pytest.mark.parametrize("over,expect", [
     ({"dataset.test_size": 1000}, ["dataset.test_size=1000", "test samples of 'diabetes'"]),
     ({"train.batch_size": 5000, "train.drop_last": True}, ["train.batch_size=5000", "0 steps"]),
