@@ -404,6 +404,7 @@ def test_a_paper_folder_outside_the_allowed_names_is_named(tmp_path, name):
     assert list(discover_papers(tmp_path)) == ["fine_1"]
 
 
+@pytest.mark.slow
 def test_a_badly_named_paper_folder_stops_the_workflow_naming_it(tmp_path):
     """Through snakemake: a plan-time error naming the folder, not a MissingInputException."""
     from workflow_helpers import _add_paper, _copy_repo, _smk
@@ -577,6 +578,7 @@ def test_workflow_config_inputs_without_duplicates_pass(tmp_path):
         check_workflow_config_inputs([], ["scale=cpu", "papers=[]", "scale=quick"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,expect", [
     (["--configfile", "{tmp}/dup.json"], "{tmp}/dup.json: duplicate key 'scale'"),
     (["--configfile", "{tmp}/dup.yaml"], "{tmp}/dup.yaml: line 2: duplicate key 'scale'"),
