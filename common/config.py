@@ -15,7 +15,8 @@ A paper's ``experiments.yaml``::
 
 ``vary``/``zip`` keys may be dotted (``train.lr: [0.1, 0.05]``); a ``zip`` row is combined with
 every ``vary`` combination. A run's identity is the SHA-256 of its resolved config (minus
-``resources`` and runtime-only keys, and minus keys at their ``NEUTRAL_DEFAULTS`` value), so an
+``resources`` and runtime-only keys, and minus keys at their ``NEUTRAL_DEFAULTS`` value, with each
+whole number spelled one way per key: ``alpha: 1`` and ``alpha: 1.0`` are one run), so an
 identical run requested by two papers is trained once; the id is
 ``<method>-<dataset>-<model>-s<seed>-<hash8>``.
 """
@@ -36,12 +37,17 @@ from .errors import ConfigError
 from .registry import did_you_mean
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-SCALES = ("quick", "cpu", "paper")
 
 
 @functools.lru_cache(maxsize=None)
 def _load_schema(name: str) -> dict:
     return json.loads((SCHEMA_DIR / name).read_text())
+
+
+#: Every scale, in order; ``$defs.scale_name`` of ``common/schemas/experiments.schema.json`` is their one list.
+SCALES: tuple = tuple(_load_schema("experiments.schema.json")["$defs"]["scale_name"]["enum"])
+#: Scales whose results and aggregates are committed (tracked in git; their README blocks are spliced).
+COMMITTED_SCALES: tuple = ("cpu",)
 
 
 def schema_defaults(node: dict):
@@ -147,6 +153,10 @@ def _validator(name: str):
 
 def _schema_error(err, where: str) -> ConfigError:
     path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if "propertyNames" in err.absolute_schema_path:  # a key outside a closed list (the scale names)
+        known = sorted(err.schema.get("enum", []))
+        return ConfigError(f"{where}: unknown key {path + '.' + str(err.instance)!r}.{did_you_mean(err.instance, known)} "
+                           f"Allowed keys here: {', '.join(known)}")
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         known = sorted(err.schema.get("properties", {}))
@@ -283,9 +293,11 @@ def _check_split_sizes(cfg: dict, info, options: dict, where: str) -> None:
                               f"of {d['name']!r}")
     if d.get("train_size"):
         n_train = d["train_size"]
-    if n_train is not None and t["drop_last"] and t["batch_size"] > n_train:
+    if n_train is not None and t["batch_size"] > n_train:
+        effect = ("train.drop_last is true: an epoch would have 0 steps" if t["drop_last"] else
+                  f"every step would be one batch of {n_train}, not {t['batch_size']}")
         raise ConfigError(f"{where}: key 'train.batch_size'={t['batch_size']} exceeds the {n_train} training samples "
-                          f"and train.drop_last is true: an epoch would have 0 steps")
+                          f"of {d['name']!r}; {effect} (allowed: at most {n_train})")
 
 
 def _lookup(registry, name: str, where: str, key: str):
@@ -380,8 +392,117 @@ def identity(cfg: dict) -> dict:
     return ident
 
 
+# --------------------------------------------------------------------------- canonical numbers
+def _spelling(default, declared) -> type | None:
+    """``int`` or ``float``: how a whole number is written at a key. The key's default decides
+    (``warmup_epochs: 0`` but ``label_smoothing: 0.0``, as the committed run ids were hashed); a key
+    without a numeric default follows its declared type; None when neither says."""
+    if isinstance(default, (list, tuple)) and default:
+        kinds = {_spelling(d, ()) for d in default}
+        return kinds.pop() if len(kinds) == 1 else None
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return type(default)
+    declared = set(declared)
+    if float in declared or "number" in declared:
+        return float
+    if int in declared or "integer" in declared:
+        return int
+    return None
+
+
+def _respell(value, kind):
+    """``value`` with its numbers written as ``kind`` where that keeps the value (1 -> 1.0, 2.0 -> 2)."""
+    if isinstance(value, list):
+        return [_respell(v, kind) for v in value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if kind is float and isinstance(value, int) and abs(value) <= 2 ** 53:
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _types(node: dict) -> list:
+    types = node.get("type", [])
+    return types if isinstance(types, list) else [types]
+
+
+def _schema_branch(node: dict, value) -> dict:
+    """The ``anyOf``/``oneOf`` branch of ``node`` whose type fits ``value`` (``node`` itself if none)."""
+    want = {"object"} if isinstance(value, dict) else {"array"} if isinstance(value, list) else {"number", "integer"}
+    return next((sub for sub in node.get("anyOf", []) + node.get("oneOf", []) if want & set(_types(sub))), node)
+
+
+def _canonical_by_schema(value, node: dict):
+    node = _schema_branch(node, value)
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        return {k: _canonical_by_schema(v, props[k]) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [_canonical_by_schema(v, node["items"]) for v in value]
+    return _respell(value, _spelling(node.get("default"), _types(node)))
+
+
+def _canonical_kwargs(values: dict, params: dict) -> dict:
+    """Keyword values respelled by ``params`` ({name: (default, declared types)})."""
+    return {k: _respell(v, _spelling(*params[k])) if k in params else v for k, v in values.items()}
+
+
+def _declared(hints: dict, name: str) -> tuple:
+    """The types a type hint allows: ``float | None`` -> (float, NoneType); no hint -> ()."""
+    import typing
+
+    hint = hints.get(name)
+    return () if hint is None else typing.get_args(hint) or (hint,)
+
+
+@functools.lru_cache(maxsize=None)
+def _dataclass_params(cls) -> dict:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f.default, _declared(hints, f.name)) for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def _signature_params(factory) -> dict:
+    import typing
+
+    sig = _signature(factory)
+    try:
+        hints = typing.get_type_hints(factory)
+    except (NameError, TypeError):  # an annotation that does not evaluate: the defaults alone decide
+        hints = {}
+    return {} if sig is None else {n: (None if p.default is p.empty else p.default, _declared(hints, n))
+                                   for n, p in sig.parameters.items()}
+
+
+def canonical_numbers(ident: dict) -> dict:
+    """``ident`` (a run identity) with every number written one way per key, so numerically equal
+    configs hash alike (``alpha: 1`` and ``alpha: 1.0``): schema keys by ``run.schema.json``, method
+    parameters by their ``Params`` dataclass, model and dataset keyword arguments by the factory's
+    signature (see ``_spelling``). Keys declared nowhere (a ``timm:`` model's kwargs) stay as written."""
+    from .data import DATASETS
+    from .methods import parse_method_spec
+    from .models import MODELS
+
+    out = _canonical_by_schema(ident, _load_schema("run.schema.json"))
+    ms = parse_method_spec(out["method"])
+    out["method"] = {"name": out["method"]["name"], **_canonical_kwargs(ms.params, _dataclass_params(ms.base.Params))}
+    for tname, tcls, tvals in ms.terms:
+        out["method"][tname] = _canonical_kwargs(tvals, _dataclass_params(tcls.Params))
+    if not out["model"]["name"].startswith("timm:"):
+        out["model"] = _canonical_kwargs(out["model"], _signature_params(MODELS.get(out["model"]["name"])))
+    if "options" in out["dataset"]:
+        options = _signature_params(DATASETS.get(out["dataset"]["name"]))
+        out["dataset"]["options"] = _canonical_kwargs(out["dataset"]["options"], options)
+    return out
+
+
 def run_hash(cfg: dict) -> str:
-    ident = identity(cfg)
+    ident = canonical_numbers(identity(cfg))
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -497,6 +618,32 @@ def load_config_file(path) -> dict:
     return parse_config_text(read_text_utf8(path), str(path), "json" if path.suffix == ".json" else "yaml")
 
 
+def _snakemake_format(text: str) -> str:
+    """"json" or "yaml", decided as Snakemake decides for a config file: JSON if it parses as JSON."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return "yaml"
+    return "json"
+
+
+def check_workflow_config_inputs(configfiles, config_args=()) -> None:
+    """The workflow's config inputs read as strictly as a run config. Snakemake reads a config file
+    (``configfile:`` in the Snakefile, ``--configfile``) with ``json.load`` or PyYAML and keeps the
+    last of two equal keys, and ``--config k=v k=w`` keeps the last too; here each file goes through
+    :func:`parse_config_text` (a duplicate key anywhere names the file, line and key) and each
+    ``--config`` key may be given once. ``config_args`` are the ``KEY=VALUE`` strings of ``--config``."""
+    for path in configfiles:
+        text = read_text_utf8(path)
+        parse_config_text(text, str(path), _snakemake_format(text))
+    seen: dict = {}
+    for arg in config_args or ():
+        key = str(arg).split("=", 1)[0]
+        if key in seen:
+            raise ConfigError(f"--config: key {key!r} is given twice ({seen[key]} and {arg}); give it once")
+        seen[key] = arg
+
+
 # --------------------------------------------------------------------------- grids
 def expand_grid(exp: dict, scale: str, where: str) -> list[dict]:
     """All resolved run configs of one paper at one scale (validated)."""
@@ -545,8 +692,19 @@ def load_experiments(path) -> dict:
     return exp
 
 
+PAPER_NAME = re.compile(r"[a-z0-9_]+")
+
+
 def discover_papers(root=".") -> dict[str, Path]:
-    return {p.parent.name: p for p in sorted(Path(root, "papers").glob("*/experiments.yaml"))}
+    """{paper: its experiments.yaml} of every ``papers/<paper>/experiments.yaml``; a folder name outside
+    ``[a-z0-9_]+`` (it becomes a Python package, a run-file pattern and a ``papers=`` value) is a ConfigError."""
+    found = {p.parent.name: p for p in sorted(Path(root, "papers").glob("*/experiments.yaml"))}
+    for name, path in found.items():
+        if not PAPER_NAME.fullmatch(name):
+            hint = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "my_paper"
+            raise ConfigError(f"{path.parent}: paper folder name {name!r} is not allowed: use lowercase letters, "
+                              f"digits and underscores only ([a-z0-9_]+), e.g. {hint!r}")
+    return found
 
 
 def plan(scale: str, root=".", only: list[str] | None = None) -> tuple[dict[str, dict], dict[str, list[str]]]:

@@ -100,6 +100,7 @@ class TimmMixupMethod(Method):
 
     Params = TimmMixupParams
     tasks = ("classification",)
+    pairs_within_batch = True  # timm mixes each sample with its mirror in the batch (x.flip(0))
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

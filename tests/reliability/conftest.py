@@ -1,7 +1,12 @@
 """Fixtures of the reliability suite (helpers live in ``rel_helpers.py``)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/workflow_helpers.py, for workflow-level tests
 
 from rel_helpers import TINY, epochs, metrics
 

@@ -4,6 +4,7 @@ keys (``dataset.loader``) never change it. Also the ``zip:`` grid entries."""
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 
 import pytest
@@ -37,6 +38,70 @@ def test_quick_run_ids_are_unchanged():
     runs, _ = plan("quick", ROOT)
     expected = (FIXTURES / "quick_run_ids.txt").read_text().split()
     assert sorted(runs) == expected
+
+
+def test_every_committed_cpu_run_is_named_by_its_recorded_config():
+    """The id the current code gives each committed run's recorded config is its directory name, so
+    no change to the identity (e.g. the canonical numbers) renames a committed run."""
+    committed = sorted((ROOT / "results" / "cpu" / "runs").glob("*/metrics.json"))
+    assert len(committed) >= 200
+    renamed = {m.parent.name: run_id(json.loads(m.read_text())["provenance"]["config"]) for m in committed}
+    assert {k: v for k, v in renamed.items() if k != v} == {}
+
+
+# --------------------------------------------------------------------------- canonical numbers
+def _vit(**over) -> dict:
+    cfg = tiny(model={"name": "vit", "patch_size": 2}, **over)
+    return resolve(cfg)
+
+
+@pytest.mark.parametrize("key,a,b", [
+    ("method.alpha", 2, 2.0),  # a method parameter (Params: float)
+    ("train.lr", 1, 1.0),  # a schema number
+    ("train.warmup_epochs", 2, 2.0),  # a schema number whose default is written 0
+    ("train.clip_grad_norm", 2, 2.0),  # a schema number without a numeric default
+    ("model.mlp_ratio", 2, 2.0),  # a model keyword argument
+    ("eval.occlusion.sizes", [1, 0.5], [1.0, 0.5]),  # numbers in a list
+    ("dataset.transform", {"scale": [0, 1], "color_jitter": 0}, {"scale": [0.0, 1.0], "color_jitter": 0.0}),
+    ("dataset.transform", {"color_jitter": [0, 1, 1]}, {"color_jitter": [0.0, 1.0, 1.0]}),  # anyOf: the list branch
+    ("method", {"name": "mixup+dm", "dm": {"eta": 1}}, {"name": "mixup+dm", "dm": {"eta": 1.0}}),  # a loss term
+])
+def test_numerically_equal_configs_share_a_run_id(key, a, b):
+    ida, idb = run_id(_vit(**{key: a})), run_id(_vit(**{key: b}))
+    assert ida == idb
+    assert ida != run_id(_vit())
+
+
+def test_numerically_equal_dataset_options_share_a_run_id():
+    base = {"dataset": {"name": "no2"}, "model": {"name": "mlp"}, "method": {"name": "erm"}}
+    a = resolve(set_dotted(base, "dataset.options", {"train_frac": 1, "shuffle_seed": 2}))
+    b = resolve(set_dotted(base, "dataset.options", {"train_frac": 1.0, "shuffle_seed": 2.0}))
+    assert run_id(a) == run_id(b) != run_id(resolve(base))
+
+
+def _respelled(x):
+    """Every whole number written the other way (1 <-> 1.0); bools and the rest unchanged."""
+    if isinstance(x, dict):
+        return {k: _respelled(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_respelled(v) for v in x]
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not float(x).is_integer():
+        return x
+    return float(x) if isinstance(x, int) else int(x)
+
+
+@pytest.mark.parametrize("scale", ["quick", "cpu"])
+def test_respelling_whole_numbers_keeps_every_planned_run_id(scale):
+    """Property over every run of the plan: writing each whole number the other way (``epochs: 15.0``,
+    ``label_smoothing: 0``) changes no id (the identity reads numbers, not their spelling). The seed
+    is kept: it names the run (``s1``) and ``seed: 1.0`` is rejected (test_config_inputs.py)."""
+    runs, _ = plan(scale, ROOT)
+    changed = {rid: run_id(_respelled(cfg) | {"seed": cfg["seed"]}) for rid, cfg in runs.items()}
+    assert {k: v for k, v in changed.items() if k != v} == {}
+
+
+def test_a_bool_is_not_the_number_one():
+    assert run_id(_vit(**{"method.prob": True})) != run_id(_vit(**{"method.prob": 1}))
 
 
 # a valid non-neutral value for every identity-neutral key

@@ -6,7 +6,10 @@ do not fit the patch or image. Also: ``1e6`` in YAML is a float."""
 from __future__ import annotations
 
 import io
+import json
 import math
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,31 +19,37 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rel_helpers import ROOT, tiny, write_config
+from rel_helpers import ROOT, env, tiny, write_config
 
 from common.config import (ConfigError, apply_overrides, load_experiments, load_yaml, parse_yaml, resolve,
                            validate_run_config)
-from common.methods import check_bool, check_choice, check_range
+from common.methods import METHODS, Method, check_bool, check_choice, check_range
 
 
 def _main(tmp_path, cfg_or_text, *args) -> tuple[int, str, Path]:
     """Run the trainer CLI in-process on a config file; returns (exit code, stderr, config path)."""
-    from common.train import main
-
     path = tmp_path / "run.yaml"
     if isinstance(cfg_or_text, (str, bytes)):
         path.write_bytes(cfg_or_text if isinstance(cfg_or_text, bytes) else cfg_or_text.encode())
     else:
         write_config(path, cfg_or_text)
+    rc, err = _main_argv(tmp_path, "--config", str(path), *args)
+    return rc, err, path
+
+
+def _main_argv(tmp_path, *argv) -> tuple[int, str]:
+    """The trainer CLI in-process with ``--out`` under ``tmp_path/runs``; returns (exit code, stderr)."""
     import sys
+
+    from common.train import main
 
     err = io.StringIO()
     old, sys.stderr = sys.stderr, err
     try:
-        rc = main(["--config", str(path), "--out", str(tmp_path / "runs" / "r"), *args])
+        rc = main([*argv, "--out", str(tmp_path / "runs" / "r")])
     finally:
         sys.stderr = old
-    return rc, err.getvalue(), path
+    return rc, err.getvalue()
 
 
 def _assert_rejected(tmp_path, rc, err, *expect):
@@ -242,13 +251,80 @@ def test_pairing_method_with_batch_size_one_is_rejected(tmp_path, method):
     _assert_rejected(tmp_path, rc, err, str(path), "'train.batch_size'=1", "batch_size >= 2")
 
 
-def test_every_within_batch_mixer_declares_it():
-    from common.methods import METHODS
+def _method_on_a_batch(name: str):
+    """(method, network in eval mode, context, batch of 16, the same batch with its last sample replaced)
+    on the first small network the method accepts (CNN, ViT; an MLP for regression)."""
+    import warnings
 
-    pairing = {n for n in METHODS.names() if getattr(METHODS.get(n), "pairs_within_batch", False)}
-    assert {"mixup", "manifold_mixup", "cutmix", "deit_mix", "transmix", "maskmix", "mixpro", "resizemix",
-            "rankmixup_mrl", "rankmixup_mndcg"} <= pairing
-    assert not pairing & {"erm", "focal", "label_smoothing", "c_mixup"}
+    import torch
+
+    from benchmarks import harness as H
+    from common.methods import METHODS, Batch, build_method
+
+    images = H.random_images(17, seed=1)
+    images.x = images.x[:, :, :16, :16].contiguous()
+    nets = {"classification": [({"name": "resnet8", "width": 8}, 10, (3, 16, 16), images),
+                               ({"name": "vit", "patch_size": 4, "embed_dim": 24, "depth": 2, "num_heads": 3},
+                                10, (3, 16, 16), images)],
+            "regression": [({"name": "mlp", "hidden": [32]}, 1, (5,), H.random_regression(n=64, d=5, seed=1))]}
+    for task in METHODS.get(name).tasks:
+        for spec, k, shape, data in nets[task]:
+            model = H.build(spec, k, shape)
+            ctx = H.make_context(task, data, model, k, shape)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    method = build_method({"name": name}, ctx)
+                    method.setup(model)
+            except (TypeError, Warning, RuntimeError):
+                continue
+            x = H.image_batch(data, 17).x if task == "classification" else data.x[:17]
+            full = Batch(x, data.y[:17].clone(), torch.arange(17))
+            keep = torch.tensor(list(range(15)) + [16])
+            return (method, model.eval(), ctx, Batch(full.x[:16], full.y[:16], full.index[:16]),
+                    Batch(full.x[keep], full.y[keep], full.index[keep]))
+    raise AssertionError(f"{name}: no test network accepts it")
+
+
+def _network_outputs(method, model, ctx, batch, seed: int) -> list:
+    """What the network returns (forward and forward_mix) during one step drawn from ``seed``."""
+    import torch
+
+    from common.methods import TrainState
+
+    seen = []
+    for attr in ("forward", "forward_mix"):
+        fn = getattr(model, attr, None)
+        if fn is not None:
+            def record(*a, _fn=fn, **kw):
+                out = _fn(*a, **kw)
+                seen.append((out[0] if isinstance(out, tuple) else out).detach().clone())
+                return out
+            setattr(model, attr, record)
+    with torch.no_grad():
+        method.step(model, batch, TrainState(0, 0, 10, 100, torch.Generator().manual_seed(seed), ctx))
+    for attr in ("forward", "forward_mix"):
+        model.__dict__.pop(attr, None)
+    return seen
+
+
+def _mixes_within_the_batch(name: str) -> bool:
+    """Replacing the last sample of the batch changes the network's output for another sample (the
+    same random draws, BatchNorm in eval mode): the method combines samples of one batch."""
+    method, model, ctx, batch, other = _method_on_a_batch(name)
+    for seed in range(4):
+        for a, b in zip(_network_outputs(method, model, ctx, batch, seed), _network_outputs(method, model, ctx, other, seed)):
+            if bool((a != b).flatten(1).any(1)[:-1].any()):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if isinstance(METHODS.get(n), type)
+                                  and issubclass(METHODS.get(n), Method)])
+def test_a_method_declares_pairs_within_batch_exactly_when_it_mixes_samples_of_a_batch(name):
+    """Property over the method registry (a new method is covered when it registers): the declaration
+    that makes batch_size 1 an error matches what the method does."""
+    assert METHODS.get(name).pairs_within_batch is _mixes_within_the_batch(name), name
 
 
 def test_non_pairing_method_trains_with_batch_size_one():
@@ -261,6 +337,9 @@ def test_non_pairing_method_trains_with_batch_size_one():
     ({"dataset.val_size": 1297}, ["'dataset.val_size'=1297", "smaller than the 1297"]),
     ({"train.batch_size": 1098, "train.drop_last": True}, ["'train.batch_size'=1098", "0 steps"]),
     ({"dataset.train_size": 64, "train.batch_size": 65, "train.drop_last": True}, ["64 training samples", "0 steps"]),
+    ({"train.batch_size": 1098}, ["'train.batch_size'=1098", "1097 training samples", "one batch of 1097, not 1098",
+                                  "at most 1097"]),
+    ({"dataset.train_size": 64, "train.batch_size": 65}, ["'train.batch_size'=65", "64 training samples"]),
     ({"dataset": {"name": "random", "options": {"n_train": 10, "n_test": 4}, "test_size": 5, "val_size": 2}},
      ["'dataset.test_size'=5", "4 test samples of 'random'"]),
 ])
@@ -278,8 +357,64 @@ def test_split_sizes_known_from_the_config_are_checked_at_validation(tmp_path, o
         validate_run_config(resolve(cfg), "plan")  # so `snakemake -n` fails on it too
 
 
-def test_big_drop_last_batch_is_fine_without_drop_last():
-    validate_run_config(resolve(tiny(**{"train.batch_size": 5000})), "t")
+def test_a_batch_equal_to_the_split_is_fine():
+    validate_run_config(resolve(tiny(**{"train.batch_size": 1097})), "t")
+    validate_run_config(resolve(tiny(**{"train.batch_size": 1097, "train.drop_last": True})), "t")
+
+
+# --------------------------------------------------------------------------- seeds
+def test_a_seed_torch_cannot_take_is_rejected_at_plan_time(tmp_path):
+    """``seed: 2**64`` used to pass the plan and crash in torch.manual_seed with a traceback."""
+    from common.config import expand_grid
+
+    p = tmp_path / "papers" / "toy" / "experiments.yaml"
+    p.parent.mkdir(parents=True)
+    p.write_text(yaml.safe_dump({"paper": "toy", "scales": {"quick": {"grid": [{"set": tiny(seed=2 ** 64)}]}}}))
+    with pytest.raises(ConfigError) as e:
+        expand_grid(load_experiments(p), "quick", str(p))
+    assert str(p) in str(e.value) and "key 'seed'" in str(e.value) and "maximum=18446744073709551615" in str(e.value)
+    rc, err, path = _main(tmp_path, tiny(seed=2 ** 64))
+    _assert_rejected(tmp_path, rc, err, str(path), "key 'seed'", "18446744073709551616")
+    validate_run_config(resolve(tiny(**{"dataset.split_seed": 2 ** 70})), "t")  # numpy's default_rng takes any
+
+
+def test_the_largest_allowed_seed_seeds_every_generator():
+    from common.train import seed_everything
+
+    validate_run_config(resolve(tiny(seed=2 ** 64 - 1)), "t")
+    seed_everything(2 ** 64 - 1)
+    with pytest.raises((ValueError, RuntimeError)):
+        seed_everything(2 ** 64)  # the bound is torch's
+
+
+# --------------------------------------------------------------------------- paper folder names
+@pytest.mark.parametrize("name", ["Bad-Name", "cut.mix", "caf\u00e9"])
+def test_a_paper_folder_outside_the_allowed_names_is_named(tmp_path, name):
+    from common.config import discover_papers
+
+    (tmp_path / "papers" / "fine_1").mkdir(parents=True)
+    (tmp_path / "papers" / "fine_1" / "experiments.yaml").write_text("paper: fine_1\nscales: {}\n")
+    (tmp_path / "papers" / name).mkdir()
+    (tmp_path / "papers" / name / "experiments.yaml").write_text(f"paper: {name}\nscales: {{}}\n")
+    with pytest.raises(ConfigError) as e:
+        discover_papers(tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "papers" / name) in msg and "[a-z0-9_]+" in msg, msg
+    (tmp_path / "papers" / name / "experiments.yaml").unlink()  # a folder without a grid is not a paper
+    assert list(discover_papers(tmp_path)) == ["fine_1"]
+
+
+@pytest.mark.slow
+def test_a_badly_named_paper_folder_stops_the_workflow_naming_it(tmp_path):
+    """Through snakemake: a plan-time error naming the folder, not a MissingInputException."""
+    from workflow_helpers import _add_paper, _copy_repo, _smk
+
+    repo = _copy_repo(tmp_path)
+    _add_paper(repo, "Bad-Name", "erm", "erm")
+    p = _smk(repo, "-n", check=False)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and f"{repo / 'papers' / 'Bad-Name'}: paper folder name 'Bad-Name'" in out, out[-2000:]
+    assert "[a-z0-9_]+" in out and "MissingInput" not in out
 
 
 @pytest.mark.parametrize("over,expect", [
@@ -383,13 +518,84 @@ def test_fitting_cells_validate(method, model):
 
 def test_timm_patch_size_comes_from_the_config_or_the_model_name():
     base = {"dataset": {"name": "random", "val_size": 2, "options": {"image_size": 224, "n_train": 8, "n_test": 2}},
-            "train": {"select": "last"}}
+            "train": {"select": "last", "batch_size": 2}}
     ok = resolve(base, {"model": {"name": "timm:deit_tiny_patch16_224", "patch_size": 14},
                         "method": {"name": "mixpro", "cell_size": 56}})
     validate_run_config(ok, "t")
     bad = resolve(base, {"model": {"name": "timm:deit_tiny_patch16_224"}, "method": {"name": "mixpro", "cell_size": 56}})
     with pytest.raises(ConfigError, match="'method.cell_size'=56 is not a multiple of the ViT patch size 16"):
         validate_run_config(bad, "t")
+
+
+# --------------------------------------------------------------------------- duplicate keys in every config input
+def _json_with_duplicate(where: str) -> tuple[str, str]:
+    """TINY as JSON text with one key given twice: at the top level ("seed") or nested ("lr" in "train")."""
+    text = json.dumps(tiny())
+    if where == "top":
+        return text[:-1] + ', "seed": 1}', "'seed'"
+    assert '"lr": 0.05' in text
+    return text.replace('"lr": 0.05', '"lr": 0.05, "lr": 5.0'), "'lr'"
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_duplicate_json_keys_are_rejected_through_config_json(tmp_path, where):
+    """``--config-json`` (what the workflow passes) reads JSON like a config file: the second "seed"
+    or the nested second "lr" is an error naming the key, not a run at seed 1 or lr 5.0."""
+    text, key = _json_with_duplicate(where)
+    rc, err = _main_argv(tmp_path, "--config-json", text)
+    _assert_rejected(tmp_path, rc, err, "<--config-json>", f"duplicate key {key}")
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_duplicate_json_keys_are_rejected_in_a_json_config_file(tmp_path, where):
+    text, key = _json_with_duplicate(where)
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    rc, err = _main_argv(tmp_path, "--config", str(path))
+    _assert_rejected(tmp_path, rc, err, str(path), f"duplicate key {key}")
+
+
+@pytest.mark.parametrize("name,text,expect", [
+    ("dup.json", '{"scale": "quick", "papers": [], "scale": "cpu"}', "duplicate key 'scale'"),
+    ("nested.json", '{"scale": "quick", "x": {"lr": 1, "lr": 2}}', "duplicate key 'lr'"),
+    ("dup.yaml", "scale: quick\npapers: []\nscale: cpu\n", "line 3: duplicate key 'scale'"),
+    ("json_in.yaml", '{"scale": "quick", "scale": "cpu"}', "duplicate key 'scale'"),  # read as JSON, as Snakemake does
+])
+def test_workflow_config_files_are_read_strictly(tmp_path, name, text, expect):
+    from common.config import check_workflow_config_inputs
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as e:
+        check_workflow_config_inputs([ROOT / "config" / "config.yaml", tmp_path / name])
+    assert f"{tmp_path / name}: " in str(e.value) and expect in str(e.value), str(e.value)
+
+
+def test_workflow_config_inputs_without_duplicates_pass(tmp_path):
+    from common.config import check_workflow_config_inputs
+
+    (tmp_path / "c.json").write_text('{"scale": "cpu", "papers": ["cutmix"]}')
+    check_workflow_config_inputs([ROOT / "config" / "config.yaml", tmp_path / "c.json"],
+                                 ["scale=cpu", "papers=[cutmix]", "data_root=/x=y"])
+    with pytest.raises(ConfigError, match=r"--config: key 'scale' is given twice \(scale=cpu and scale=quick\)"):
+        check_workflow_config_inputs([], ["scale=cpu", "papers=[]", "scale=quick"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,expect", [
+    (["--configfile", "{tmp}/dup.json"], "{tmp}/dup.json: duplicate key 'scale'"),
+    (["--configfile", "{tmp}/dup.yaml"], "{tmp}/dup.yaml: line 2: duplicate key 'scale'"),
+    (["--config", "scale=quick", "scale=cpu"], "--config: key 'scale' is given twice"),
+])
+def test_duplicate_keys_are_rejected_through_the_workflow(tmp_path, args, expect):
+    """Snakemake itself keeps the last of two equal keys of a --configfile (JSON or YAML) or of
+    --config; the workflow's config check rejects them before planning, naming file and key."""
+    (tmp_path / "dup.json").write_text('{"scale": "quick", "scale": "cpu"}')
+    (tmp_path / "dup.yaml").write_text("scale: quick\nscale: cpu\n")
+    argv = [a.format(tmp=tmp_path) for a in args]
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", *argv], cwd=ROOT, env=env(), capture_output=True,
+                       text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and expect.format(tmp=tmp_path) in out and "Traceback" not in out, out[-3000:]
 
 
 def test_json_config_files_follow_the_same_rules(tmp_path):

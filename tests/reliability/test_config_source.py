@@ -16,6 +16,40 @@ from common import config
 from common.config import ConfigError, resolve, validate_all, validate_run_config
 
 
+# --------------------------------------------------------------------------- scale names
+def test_scale_names_have_one_home():
+    """common.config.SCALES is read from the experiments schema's one list of scale names; every other
+    place that needs them (the aggregation, the workflow's config schema) agrees, and so does the one
+    home of the committed scales."""
+    from common.aggregate import cli, validate
+
+    schema_text = (ROOT / "common/schemas/experiments.schema.json").read_text()
+    assert config.SCALES == ("quick", "cpu", "paper")
+    assert schema_text.count('"quick"') == 1  # the $defs list; grids and claims refer to it
+    assert tuple(validate.SCALES) == config.SCALES
+    assert tuple(cli.COMMITTED_SCALES) == config.COMMITTED_SCALES and set(config.COMMITTED_SCALES) <= set(config.SCALES)
+    workflow = json.loads((ROOT / "workflow/schemas/config.schema.json").read_text())
+    assert tuple(workflow["properties"]["scale"]["enum"]) == config.SCALES
+
+
+@pytest.mark.parametrize("doc,expect", [
+    ({"scales": {"quik": {"grid": []}}}, ["unknown key 'scales.quik'", "Did you mean 'quick'", "cpu, paper, quick"]),
+    ({"scales": {"quick": {"grid": []}}, "claims": [{"id": "c", "text": "t", "metric": "top1", "method": "mixup",
+                                                      "baseline": "erm", "scales": ["cpuu"]}]},
+     ["'claims.0.scales.0'", "'cpuu' is not one of"]),
+])
+def test_an_unknown_scale_name_is_named(tmp_path, doc, expect):
+    from common.config import load_experiments
+
+    p = tmp_path / "papers" / "toy" / "experiments.yaml"
+    p.parent.mkdir(parents=True)
+    p.write_text(yaml.safe_dump({"paper": "toy", **doc}))
+    with pytest.raises(ConfigError) as e:
+        load_experiments(p)
+    for s in expect:
+        assert s in str(e.value), str(e.value)
+
+
 # --------------------------------------------------------------------------- defaults from the schema
 def _props(node, prefix=""):
     for k, sub in node.get("properties", {}).items():

@@ -12,7 +12,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from common.config import ConfigError, discover_papers, expand_grid, load_experiments, plan
+from common.config import (ConfigError, check_workflow_config_inputs, discover_papers, expand_grid,
+                           load_experiments, plan)
 from common.fileio import files_digest
 
 ROOT = Path(workflow.basedir)
@@ -43,6 +44,10 @@ def optional(module, name):
 
 # ------------------------------------------------------------------ workflow config
 def check_workflow_config():
+    try:  # duplicate keys in a config file or in --config (Snakemake keeps the last silently)
+        check_workflow_config_inputs(workflow.configfiles, workflow.config_settings.config_args)
+    except ConfigError as e:
+        fail(f"workflow config: {e}")
     schema = ROOT / "workflow" / "schemas" / "config.schema.json"
     allowed = sorted(json.loads(schema.read_text())["properties"])
     for key in config:
