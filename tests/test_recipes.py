@@ -287,3 +287,54 @@ def test_cls_token_std_redraws_the_class_token_as_timm_0_5_did():
     assert float(small.cls_token.detach().std()) == pytest.approx(0.02, rel=0.3)
     with pytest.raises(ConfigError, match="has no class token"):
         _model({"name": "timm:resnet18", "cls_token_std": 0.02}, (3, 32, 32), 10)
+
+
+@pytest.mark.parametrize("paper", ["decoupled_mixup", "resizemix"])
+def test_openmixup_cifar100_runs_reflect_pad_in_memory_images(paper):
+    """The CIFAR-100 grids of the openmixup protocol take the per-sample pipeline with reflect padding."""
+    from common.transforms import build_transform, describe
+
+    for cfg in paper_runs(paper).values():
+        if cfg["dataset"]["name"] != "cifar100":
+            continue
+        steps = describe(build_transform(cfg["dataset"]["transform"], 32, (0.5,) * 3, (0.25,) * 3, True))
+        assert steps[0] == ("RandomCrop", {"size": (32, 32), "padding": 4, "padding_mode": "reflect"})
+        assert steps[1] == ("RandomHorizontalFlip", {"p": 0.5})
+
+
+# --------------------------------------------------------------------------- memory per GPU
+def test_a_gpu_run_without_memory_or_a_setting_without_its_source_is_reported():
+    rec, runs, exp = _cutmix()
+    runs = copy.deepcopy(runs)
+    rid = next(r for r, c in runs.items() if c["dataset"]["name"] == "imagenet")
+    del runs[rid]["resources"]["gpu_mem_gb"]
+    rec = copy.deepcopy(rec)
+    del rec["settings"][0]["gpu_memory"]
+    problems = R.check("cutmix", rec, runs, exp)
+    n_cifar = sum(c["dataset"]["name"] == "cifar100" for c in runs.values())
+    assert len(problems) == 1 + n_cifar, problems
+    assert any(rid in p and "states no resources.gpu_mem_gb" in p for p in problems)
+    assert sum("gpu_memory.source" in p for p in problems) == n_cifar == 9
+
+
+def test_every_paper_gpu_run_states_its_memory_per_gpu():
+    for rid, cfg in RUNS.items():
+        if cfg["resources"]["gpus"]:
+            assert cfg["resources"].get("gpu_mem_gb"), rid
+
+
+def test_stated_memory_is_the_estimate_for_a_cifar_resnext50_run():
+    """resources.gpu_mem_gb of the openmixup ResNeXt-50 CIFAR-100 runs is what benchmarks.gpu_memory
+    estimates for them (its method: saved-for-backward bytes per sample x batch + weights, gradients,
+    optimiser state, x the published-figure margin)."""
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_memory import estimate
+
+    cfg = next(c for c in paper_runs("decoupled_mixup").values()
+               if c["method"]["name"] == "erm" and c["model"]["name"] == "resnext50_cifar" and c["dataset"]["name"] == "cifar100")
+    got = estimate(cfg)
+    assert got["per_gpu_batch"] == 100 and got["static_gb"] > 0 and got["activations_gb"] > got["static_gb"]
+    assert cfg["resources"]["gpu_mem_gb"] == got["gpu_mem_gb"]
