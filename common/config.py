@@ -72,7 +72,9 @@ IDENTITY_EXCLUDE_DATASET = ("root", "download", "loader")
 
 #: Keys added after runs were committed, with the value that reproduces the earlier behaviour.
 #: ``run_hash`` leaves a key out of the identity while it has this value, so adding a key keeps
-#: every existing run id; setting it to anything else gives a new id.
+#: every existing run id; setting it to anything else gives a new id. A model factory's keyword
+#: argument (``model.init``, ``model.cls_token_std``) has its neutral default in the factory's signature
+#: instead (it may differ per model): a config that leaves it out keeps its id.
 NEUTRAL_DEFAULTS: dict = {
     "dataset.transform": None,
     "dataset.copy": None,
@@ -338,6 +340,22 @@ def _check_kwargs(factory, kwargs: dict, where: str, prefix: str, skip=()) -> No
         if k not in names:
             raise ConfigError(f"{where}: unknown key '{prefix}.{k}'.{did_you_mean(k, names)} "
                               f"Allowed keys: {', '.join(names) or '(none)'}")
+    for k, choices in _literal_choices(factory).items():
+        if k in kwargs and (isinstance(kwargs[k], bool) or kwargs[k] not in choices):
+            raise ConfigError(f"{where}: key '{prefix}.{k}'={kwargs[k]!r} is not allowed here; choose one of "
+                              f"{', '.join(map(repr, choices))}")
+
+
+@functools.lru_cache(maxsize=None)
+def _literal_choices(factory) -> dict[str, tuple]:
+    """``{parameter: allowed values}`` of the factory's parameters annotated ``typing.Literal[...]``."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(factory)
+    except (NameError, TypeError):  # an annotation that does not resolve: no value check
+        return {}
+    return {k: typing.get_args(h) for k, h in hints.items() if typing.get_origin(h) is typing.Literal}
 
 
 def _fill_defaults(value, node: dict):

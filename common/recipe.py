@@ -6,7 +6,9 @@ or the paper's section/table), plus ``differences``: keys we deliberately set ot
 that are not run-config keys, each with its reason. This module
 
 * checks the resolved ``paper`` configs (``common.config.plan("paper")``) against those values
-  (:func:`check`; ``tests/test_recipes.py`` runs it, so a drift from the recipe fails CI), and
+  (:func:`check`; ``tests/test_recipes.py`` runs it, so a drift from the recipe fails CI), including
+  that every run on GPUs states its expected memory per GPU (``resources.gpu_mem_gb``, informative)
+  and a setting covering it names where that figure comes from (``gpu_memory.source``), and
 * renders ``papers/<paper>/RECIPE.md`` from the same data (:func:`card`).
 
     python -m common.recipe                  # write every paper's RECIPE.md
@@ -151,6 +153,26 @@ def claim_statistic_problems(paper: str, rec: dict, exp: dict, runs: dict[str, d
     return problems
 
 
+def uses_gpus(cfg: dict) -> bool:
+    return bool(get_dotted(cfg, "resources.gpus") not in (MISSING, None, 0))
+
+
+def gpu_memory_problems(paper: str, rec: dict, runs: dict[str, dict]) -> list[str]:
+    """Every GPU run states ``resources.gpu_mem_gb`` and a setting covering it names the source."""
+    sourced = {rid for s in rec["settings"] if "gpu_memory" in s for rid in setting_runs(s, runs)}
+    problems = []
+    for rid, cfg in sorted(runs.items()):
+        if not uses_gpus(cfg):
+            continue
+        if get_dotted(cfg, "resources.gpu_mem_gb") in (MISSING, None):
+            problems.append(f"{paper}: paper-scale run {rid} uses GPUs but states no resources.gpu_mem_gb "
+                            f"(expected memory per GPU)")
+        if rid not in sourced:
+            problems.append(f"{paper}: paper-scale run {rid} uses GPUs but no setting of {RECIPE_FILE} covering it "
+                            f"names where its resources.gpu_mem_gb comes from (gpu_memory.source)")
+    return problems
+
+
 def check(paper: str, rec: dict, runs: dict[str, dict], exp: dict | None = None) -> list[str]:
     """Every disagreement between the resolved ``paper`` configs and the recipe, as messages naming
     paper, setting, key, ours vs official and the source. Empty = the configs are the recipe."""
@@ -175,6 +197,7 @@ def check(paper: str, rec: dict, runs: dict[str, dict], exp: dict | None = None)
                                 f"run has the official value {fmt(r['official'])}: remove the difference")
     for rid in sorted(set(runs) - covered):
         problems.append(f"{paper}: paper-scale run {rid} is covered by no setting of {RECIPE_FILE}")
+    problems += gpu_memory_problems(paper, rec, runs)
     if exp is not None:
         problems += claim_statistic_problems(paper, rec, exp, runs)
     return problems
@@ -183,6 +206,18 @@ def check(paper: str, rec: dict, runs: dict[str, dict], exp: dict | None = None)
 # --------------------------------------------------------------------------- rendering
 def _cell(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def gpu_memory_text(covered: dict[str, dict]) -> str:
+    """"`model` n GB (g GPUs)" for each model (and each distinct figure) among the covered GPU runs."""
+    seen: dict[str, list] = {}
+    for cfg in covered.values():
+        if uses_gpus(cfg):
+            entry = (get_dotted(cfg, "resources.gpu_mem_gb"), cfg["resources"]["gpus"])
+            if entry not in seen.setdefault(cfg["model"]["name"], []):
+                seen[cfg["model"]["name"]].append(entry)
+    return "; ".join(f"`{m}` " + " / ".join(f"{fmt(gb)} GB ({n} GPU{'s' if n > 1 else ''})" for gb, n in sorted(v, key=str))
+                     for m, v in sorted(seen.items()))
 
 
 def card(paper: str, rec: dict, runs: dict[str, dict], exp: dict) -> str:
@@ -213,6 +248,9 @@ def card(paper: str, rec: dict, runs: dict[str, dict], exp: dict) -> str:
                       if (not c.get("scales") or "paper" in c["scales"]) and claim_applies(c, covered)]
             lines.append(f"Reported statistic: `{s['statistic']['value']}` ({s['statistic']['source']})"
                          + (f"; claims: {', '.join(f'`{c}`' for c in claims)}." if claims else "."))
+        if "gpu_memory" in s:
+            lines.append(f"Expected memory per GPU (`resources.gpu_mem_gb`, informative): {gpu_memory_text(covered)}; "
+                         f"source: {s['gpu_memory']['source']}.")
         lines += ["", "| key | applies to | ours | official | source | status |", "|---|---|---|---|---|---|"]
         for r in rows(s, runs):
             when = ", ".join(f"{k}={fmt(v['one_of'] if isinstance(v, dict) and 'one_of' in v else v)}" for k, v in (r["when"] or {}).items())

@@ -210,3 +210,131 @@ def test_preact_resnet18_is_the_official_size_and_shape():
     first = m.layers[0]
     assert first.short is None and isinstance(first.bn1, torch.nn.BatchNorm2d)  # BN before the first conv
     assert m.layers[2].short is not None and m.layers[2].short.stride == (2, 2)
+
+
+# --------------------------------------------------------------------------- model init options
+def _model(spec: dict, shape=(3, 32, 32), classes=100, seed=0):
+    import torch
+
+    from common.models import build_model
+    from common.registry import load_plugins
+
+    load_plugins()
+    torch.manual_seed(seed)
+    return build_model(dict(spec), classes, shape)
+
+
+def _conv_std(conv) -> tuple[float, float]:
+    """(measured std of the conv's weights, He-normal fan-out std, PyTorch's default std)."""
+    k = conv.kernel_size[0] * conv.kernel_size[1]
+    fan_out, fan_in = k * conv.out_channels, k * conv.in_channels // conv.groups
+    return float(conv.weight.detach().std()), (2.0 / fan_out) ** 0.5, (1.0 / (3.0 * fan_in)) ** 0.5
+
+
+@pytest.mark.parametrize("spec, conv, expect", [
+    ({"name": "resnet18_cifar", "init": "kaiming_fan_out"}, lambda m: m.layers[2].conv2, "he"),
+    ({"name": "resnet18_cifar", "init": "torch_default"}, lambda m: m.layers[2].conv2, "torch"),
+    ({"name": "resnext50_cifar", "init": "torch_default"}, lambda m: m.layer2[1].conv2, "torch"),
+    ({"name": "resnext50_cifar", "init": "kaiming_fan_out"}, lambda m: m.layer2[1].conv2, "he"),
+    ({"name": "resnet50_tiny", "init": "kaiming_fan_out"}, lambda m: m.layers[4].conv2, "he"),
+    ({"name": "resnet50_cifar", "init": "torch_default"}, lambda m: m.layers[4].conv2, "torch"),
+])
+def test_model_init_draws_the_named_scheme(spec, conv, expect):
+    shape = (3, 64, 64) if "tiny" in spec["name"] else (3, 32, 32)
+    got, he, torch_default = _conv_std(conv(_model(spec, shape)))
+    assert abs(he / torch_default - 1) > 0.5  # the two schemes are far apart for these layers
+    assert got == pytest.approx(he if expect == "he" else torch_default, rel=0.05)
+
+
+def test_model_init_defaults_are_each_models_former_behaviour():
+    """The neutral defaults: the CIFAR ResNets draw He fan-out (as before the option), RankMixup's
+    bottleneck ResNets PyTorch's init, resnext50_cifar timm's init (zeroed last BN of each block)."""
+    import torch
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    assert same(_model({"name": "resnet20"}), _model({"name": "resnet20", "init": "kaiming_fan_out"}))
+    assert same(_model({"name": "resnet18_cifar"}), _model({"name": "resnet18_cifar", "init": "kaiming_fan_out"}))
+    assert same(_model({"name": "resnet50_cifar"}), _model({"name": "resnet50_cifar", "init": "torch_default"}))
+    timm_init = _model({"name": "resnext50_cifar"})
+    assert float(timm_init.layer1[0].bn3.weight.detach().abs().sum()) == 0.0
+    assert float(_model({"name": "resnext50_cifar", "init": "torch_default"}).layer1[0].bn3.weight.detach().min()) == 1.0
+
+
+@pytest.mark.parametrize("model, msg", [
+    ({"name": "resnet18_cifar", "init": "timm"}, r"model\.init'='timm' is not allowed here; choose one of 'torch_default', 'kaiming_fan_out'"),
+    ({"name": "resnext50_cifar", "init": "he"}, r"model\.init'='he' is not allowed here; choose one of 'timm'"),
+    ({"name": "timm:deit_tiny_patch16_224", "cls_token_std": -0.02}, r"model\.cls_token_std"),
+])
+def test_bad_init_values_fail_before_any_job(model, msg):
+    from common.config import resolve, validate_run_config
+
+    with pytest.raises(ConfigError, match=msg):
+        validate_run_config(resolve({"dataset": {"name": "cifar100"}, "model": model}), "grid")
+
+
+def test_cls_token_std_redraws_the_class_token_as_timm_0_5_did():
+    import torch
+
+    timm1 = _model({"name": "timm:deit_tiny_patch16_224"}, (3, 224, 224), 1000)
+    old = _model({"name": "timm:deit_tiny_patch16_224", "cls_token_std": 0.02}, (3, 224, 224), 1000)
+    assert float(timm1.cls_token.detach().std()) < 1e-5  # timm 1.0's own init
+    assert float(old.cls_token.detach().std()) == pytest.approx(0.02, rel=0.15)  # 192 draws
+    rest = [k for k in timm1.state_dict() if k != "cls_token"]
+    assert all(torch.equal(timm1.state_dict()[k], old.state_dict()[k]) for k in rest)  # only the token changes
+    small = _model({"name": "vit", "patch_size": 4, "embed_dim": 96, "cls_token_std": 0.02}, (3, 32, 32), 10)
+    assert float(small.cls_token.detach().std()) == pytest.approx(0.02, rel=0.3)
+    with pytest.raises(ConfigError, match="has no class token"):
+        _model({"name": "timm:resnet18", "cls_token_std": 0.02}, (3, 32, 32), 10)
+
+
+@pytest.mark.parametrize("paper", ["decoupled_mixup", "resizemix"])
+def test_openmixup_cifar100_runs_reflect_pad_in_memory_images(paper):
+    """The CIFAR-100 grids of the openmixup protocol take the per-sample pipeline with reflect padding."""
+    from common.transforms import build_transform, describe
+
+    for cfg in paper_runs(paper).values():
+        if cfg["dataset"]["name"] != "cifar100":
+            continue
+        steps = describe(build_transform(cfg["dataset"]["transform"], 32, (0.5,) * 3, (0.25,) * 3, True))
+        assert steps[0] == ("RandomCrop", {"size": (32, 32), "padding": 4, "padding_mode": "reflect"})
+        assert steps[1] == ("RandomHorizontalFlip", {"p": 0.5})
+
+
+# --------------------------------------------------------------------------- memory per GPU
+def test_a_gpu_run_without_memory_or_a_setting_without_its_source_is_reported():
+    rec, runs, exp = _cutmix()
+    runs = copy.deepcopy(runs)
+    rid = next(r for r, c in runs.items() if c["dataset"]["name"] == "imagenet")
+    del runs[rid]["resources"]["gpu_mem_gb"]
+    rec = copy.deepcopy(rec)
+    del rec["settings"][0]["gpu_memory"]
+    problems = R.check("cutmix", rec, runs, exp)
+    n_cifar = sum(c["dataset"]["name"] == "cifar100" for c in runs.values())
+    assert len(problems) == 1 + n_cifar, problems
+    assert any(rid in p and "states no resources.gpu_mem_gb" in p for p in problems)
+    assert sum("gpu_memory.source" in p for p in problems) == n_cifar == 9
+
+
+def test_every_paper_gpu_run_states_its_memory_per_gpu():
+    for rid, cfg in RUNS.items():
+        if cfg["resources"]["gpus"]:
+            assert cfg["resources"].get("gpu_mem_gb"), rid
+
+
+def test_stated_memory_is_the_estimate_for_a_cifar_resnext50_run():
+    """resources.gpu_mem_gb of the openmixup ResNeXt-50 CIFAR-100 runs is what benchmarks.gpu_memory
+    estimates for them (its method: saved-for-backward bytes per sample x batch + weights, gradients,
+    optimiser state, x the published-figure margin)."""
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_memory import estimate
+
+    cfg = next(c for c in paper_runs("decoupled_mixup").values()
+               if c["method"]["name"] == "erm" and c["model"]["name"] == "resnext50_cifar" and c["dataset"]["name"] == "cifar100")
+    got = estimate(cfg)
+    assert got["per_gpu_batch"] == 100 and got["static_gb"] > 0 and got["activations_gb"] > got["static_gb"]
+    assert cfg["resources"]["gpu_mem_gb"] == got["gpu_mem_gb"]

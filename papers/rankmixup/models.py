@@ -6,6 +6,9 @@ convolution with stride 1 and no max-pool -- and stages of [3, 4, 6, 3] (ResNet-
 
 Heads: CIFAR (32x32) averages the final 4x4 map to 1x1 and has a linear layer on 2048 features;
 Tiny-ImageNet (64x64) averages to 2x2 and has a linear layer on 2048 * 4 features.
+Initialisation (``model.init``, default ``torch_default``): the official CIFAR builders keep
+PyTorch's layer init; the Tiny-ImageNet builders draw every convolution from He et al.'s normal with
+fan-out (``kaiming_fan_out``), which the paper grid sets.
 Written from the architecture description, not copied.
 """
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.models import register_model, shortcut
+from common.models import ResNetInit, apply_init, register_model, shortcut
 
 
 class Bottleneck(nn.Module):
@@ -39,7 +42,8 @@ class Bottleneck(nn.Module):
 
 
 class BottleneckResNet(nn.Module):
-    def __init__(self, num_classes, input_shape, blocks=(3, 4, 6, 3), pool: int = 1, base_width: int = 64):
+    def __init__(self, num_classes, input_shape, blocks=(3, 4, 6, 3), pool: int = 1, base_width: int = 64,
+                 init: ResNetInit = "torch_default"):
         super().__init__()
         cin = input_shape[0]
         self.stem = nn.Sequential(nn.Conv2d(cin, base_width, 3, 1, 1, bias=False), nn.BatchNorm2d(base_width),
@@ -54,6 +58,7 @@ class BottleneckResNet(nn.Module):
         self.pool = pool
         self.num_features = c * pool * pool
         self.fc = nn.Linear(self.num_features, num_classes)
+        apply_init(self, init)
 
     def forward_features(self, x):
         return self.layers(self.stem(x))
@@ -64,11 +69,11 @@ class BottleneckResNet(nn.Module):
 
 
 def _bottleneck_resnet(name: str, blocks: tuple, pool: int):
-    """A registered builder ``name(num_classes, input_shape, base_width=64)``; ``pool`` = final
-    average-pool output side (1 for CIFAR, 2 for Tiny-ImageNet, as the official builders)."""
+    """A registered builder ``name(num_classes, input_shape, base_width=64, init="torch_default")``;
+    ``pool`` = final average-pool output side (1 for CIFAR, 2 for Tiny-ImageNet, as the official builders)."""
 
-    def build(num_classes, input_shape, base_width: int = 64):
-        return BottleneckResNet(num_classes, input_shape, blocks, pool=pool, base_width=base_width)
+    def build(num_classes, input_shape, base_width: int = 64, init: ResNetInit = "torch_default"):
+        return BottleneckResNet(num_classes, input_shape, blocks, pool=pool, base_width=base_width, init=init)
 
     build.__name__ = build.__qualname__ = name
     return register_model(name)(build)
