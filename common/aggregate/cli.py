@@ -167,21 +167,22 @@ def _update_block(path: Path, tag: str, content: str) -> None:
 
 def results_headline(ct: pd.DataFrame, scale: str) -> str:
     """The top README's compact view of a scale's claims, generated from the verdicts: the counts over every
-    paper's primary rows, one answer line per paper, the forest plot and links to the full tables."""
+    paper's primary rows, one answer line per paper (naming the reproduced and contradicted rows), the forest
+    plot and links to the full tables."""
     if ct.empty:
         return f"_no claims at `{scale}` scale_\n"
-    lines = [f"**{outcome_counts(ct)}** ({int(((ct['role'] == 'primary') & (ct['outcome'] != NOT_EVALUATED)).sum())} "
-             f"primary claim rows at `{scale}` scale; verdicts from each paper's Bonferroni-adjusted intervals, "
-             f"words defined in [`results/{scale}/summary.md`](results/{scale}/summary.md)).", ""]
+    summary = f"[`results/{scale}/summary.md`](results/{scale}/summary.md)"
+    n = int(((ct["role"] == "primary") & (ct["outcome"] != NOT_EVALUATED)).sum())
+    lines = [f"**{outcome_counts(ct)}** ({n} primary claim rows at `{scale}` scale; verdicts from each paper's "
+             f"Bonferroni-adjusted intervals, words defined in {summary}).", ""]
     for paper, g in ct.groupby("paper", sort=True):
-        lines.append(f"- [{paper}](papers/{paper}): " + paper_answer(g.reset_index(drop=True))
-                     .replace("**Answer at this scale** ", ""))
-    lines += ["", f"![every claim: our difference in the claimed direction with its adjusted interval, the paper's "
+        lines.append(paper_answer(g.reset_index(drop=True), named=("reproduced", "contradicted"),
+                                  lead=f"- [{paper}](papers/{paper}) "))
+    lines += ["", f"![every claim: our difference in the claimed direction with its intervals, the paper's "
                   f"difference, the verdict](figures/{scale}/summary_forest.png)", "",
-              f"Every claim with our regime, the paper's figure, the test and both p values: "
-              f"[`results/{scale}/summary.md`](results/{scale}/summary.md). Every method on the shared settings: "
-              f"[`results/{scale}/matrix.md`](results/{scale}/matrix.md); calibration across papers: "
-              f"[`results/{scale}/cross/`](results/{scale}/cross)."]
+              f"Every claim with our regime, the paper's figure, the test and both p values: {summary}. Every "
+              f"method on the shared settings: [`results/{scale}/matrix.md`](results/{scale}/matrix.md); "
+              f"calibration across papers: [`results/{scale}/cross/`](results/{scale}/cross)."]
     return "\n".join(lines) + "\n"
 
 

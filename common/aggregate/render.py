@@ -229,23 +229,24 @@ def row_name(r, ct: pd.DataFrame) -> str:
     return r["label"] + (f" [{r['regime_name']}]" if several else "")
 
 
-def paper_answer(ct: pd.DataFrame) -> str:
-    """The one-line answer of one paper from its verdicts: the primary rows per verdict word, named for the
-    decisive words (reproduced, contradicted, inconsistent with the paper's size) and counted for the rest."""
+def paper_answer(ct: pd.DataFrame, named=OUTCOME_ORDER[:3], lead: str = "**Answer at this scale** ") -> str:
+    """The one-line answer of one paper from its verdicts: the primary rows per verdict word, named for the words
+    in ``named`` (by default the decisive ones: reproduced, contradicted, inconsistent with the paper's size) and
+    counted for the rest; ``lead`` starts the line."""
     prim = ct[(ct["role"] == "primary") & (ct["outcome"] != NOT_EVALUATED)]
     if prim.empty:
-        return "No primary claim tested at this scale."
+        return lead + "no primary claim tested at this scale."
     m = int(_num(prim["family_size"].iloc[0]))
     parts = []
     for word in OUTCOME_ORDER:
         g = prim[prim["outcome"] == word]
-        if g.empty:
-            continue
-        names = "; ".join(row_name(r, ct) for _, r in g.iterrows())
-        parts.append(f"{word} {len(g)} ({names})" if word in OUTCOME_ORDER[:3] else f"{word} {len(g)}")
-    sec = int((ct["role"] != "primary").sum())
-    return (f"**Answer at this scale** ({len(prim)} primary rows, Bonferroni ×{m}): " + "; ".join(parts) + "."
-            + (f" ({sec} secondary rows not counted.)" if sec else ""))
+        if not g.empty:
+            names = "; ".join(row_name(r, ct) for _, r in g.iterrows())
+            parts.append(f"{word} {len(g)} ({names})" if word in named else f"{word} {len(g)}")
+    sec = int(((ct["role"] != "primary") & (ct["outcome"] != NOT_EVALUATED)).sum())
+    rows = f"{len(prim)} primary row{'s' if len(prim) > 1 else ''}"
+    return (f"{lead}({rows}, Bonferroni ×{m}): " + "; ".join(parts) + "."
+            + (f" ({sec} secondary row{'s' if sec > 1 else ''} not counted.)" if sec else ""))
 
 
 def summary_tex(ct: pd.DataFrame) -> str:
