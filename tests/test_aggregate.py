@@ -205,3 +205,24 @@ def test_a_truncated_run_file_fails_the_aggregation_naming_the_file(tmp_path, ca
 
     assert re.search(message, err), err
     assert not out.exists()  # nothing half-written
+
+
+def test_rows_resting_on_the_same_runs_are_named(tmp_path):
+    """Two claims on the same arms, and a fixed-split and a per-seed-split claim sharing the seed-0 run."""
+    from common.aggregate.claims import shared_runs
+
+    paths = []
+    for m, base in (("c_mixup", 1.0), ("erm", 2.0)):
+        paths += [_split_run(tmp_path, m, s, 0, base + 0.1 * s) for s in (0, 1, 2)]
+        paths += [_split_run(tmp_path, m, s, s, base + (0.2 if m == "erm" else 0.35) * s) for s in (1, 2)]
+    claim = {"text": "t", "metric": "rmse", "method": "c_mixup", "baseline": "erm"}
+    exp = {"paper": "p", "claims": [
+        {**claim, "id": "fixed", "match": {"dataset.options.shuffle_seed": 0}},
+        {**claim, "id": "fixed_mae", "metric": "rmse", "match": {"dataset.options.shuffle_seed": 0}},
+        {**claim, "id": "per_seed", "seed_linked": ["dataset.options.shuffle_seed"]}]}
+    ct = agg.claims_table(agg.load_runs(paths), exp, agg.pd.DataFrame(columns=agg.REPORTED_COLUMNS + ["verified"]), "cpu")
+    shared = dict(shared_runs(ct))
+    assert shared["`erm` on airfoil/mlp (one fixed split), 3 runs"] == ["fixed", "fixed_mae"]
+    partial = [rows for what, rows in shared.items() if "1 run(s) in both" in what and what.startswith("`erm`")]
+    assert partial == [["fixed", "fixed_mae", "per_seed"]]
+    assert "Rows resting on the same runs" in agg.claims_markdown(ct)

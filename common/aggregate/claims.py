@@ -223,7 +223,8 @@ class Test:
             self.ns = (len(self.x), len(self.y))
         self.delta = statistics.fmean(self.x) - statistics.fmean(self.y) if self.x and self.y else math.nan
         self.testable = self.n >= 2 and len(self.x) >= 2 and len(self.y) >= 2
-        self.flat = self.testable and all(s == 0 for s in self.sds)  # nothing varies: the difference is exact
+        scale = max([1.0] + [abs(v) for v in self.x + self.y])
+        self.flat = self.testable and all(s <= 1e-12 * scale for s in self.sds)  # nothing varies (to rounding)
         self.res = None
         if self.testable and not self.flat:
             self.res = (stats.ttest_rel(self.x, self.y) if kind == "paired t"
@@ -509,8 +510,16 @@ def shared_runs(ct: pd.DataFrame, with_paper: bool = False) -> list[tuple[str, l
             if isinstance(runs, str) and runs:
                 key = (r[arm], r["dataset"], r["model"], r.get("regime_name") or "", tuple(sorted(runs.split())))
                 uses.setdefault(key, []).append(name)
-    return [(f"`{k[0]}` on {k[1]}/{k[2]}" + (f" ({k[3]})" if k[3] else "") + f", {len(k[4])} runs",
-             sorted(set(v))) for k, v in sorted(uses.items()) if len(set(v)) > 1]
+    out = [(f"`{k[0]}` on {k[1]}/{k[2]}" + (f" ({k[3]})" if k[3] else "") + f", {len(k[4])} runs",
+            sorted(set(v))) for k, v in sorted(uses.items()) if len(set(v)) > 1]
+    keys = sorted(uses)
+    for i, a in enumerate(keys):  # different run sets of one method that share some runs (e.g. a seed in two arms)
+        for b in keys[i + 1:]:
+            common = set(a[4]) & set(b[4])
+            if a[:3] == b[:3] and common and a[4] != b[4]:
+                out.append((f"`{a[0]}` on {a[1]}/{a[2]}: {len(common)} run(s) in both the {a[3] or 'one'} and the "
+                            f"{b[3] or 'other'} rows", sorted(set(uses[a]) | set(uses[b]))))
+    return out
 
 
 def group_rows(ct: pd.DataFrame) -> dict[str, pd.DataFrame]:

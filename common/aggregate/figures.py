@@ -80,8 +80,8 @@ def _ce_regime(long: pd.DataFrame, setting: str) -> str:
 
 
 def bars(long: pd.DataFrame, paper: str, task: str, scale: str, out_dir: Path, first=()) -> None:
-    """The headline metric (top-1 or RMSE) per method and shown setting: mean ± SD over seeds, each seed a dot,
-    the baselines first."""
+    """The headline metric (top-1 or RMSE) per method and shown setting: mean ± SD over seeds (the number of seeds
+    in the title), the baselines first."""
     plt = style()
     metric = "top1" if task == "classification" else "rmse"
     for (ds, model, setting), g in long[long["metric"] == metric].groupby(["dataset", "model", "setting"]):
@@ -171,8 +171,8 @@ def _difference(ax, r) -> None:
     ax.set_xlim(-0.6, 0.8)
     ax.set_xticks([])
     ax.margins(y=0.15)
-    claimed = "below" if r["direction"] == "lower" else "above"
-    ax.set_ylabel(f"{r['method']} − {r['baseline']} ({header(m)}); claimed: {claimed} 0", fontsize=8)
+    claimed = "< 0" if r["direction"] == "lower" else "> 0"
+    ax.set_ylabel(f"{r['method']} − {r['baseline']} ({header(m)})\nclaimed: {claimed}", fontsize=8)
     ax.set_title(_wrap(f"verdict: {r['verdict']}", 42), fontsize=8)
 
 
