@@ -226,3 +226,16 @@ def test_rows_resting_on_the_same_runs_are_named(tmp_path):
     partial = [rows for what, rows in shared.items() if "1 run(s) in both" in what and what.startswith("`erm`")]
     assert partial == [["fixed", "fixed_mae", "per_seed"]]
     assert "Rows resting on the same runs" in agg.claims_markdown(ct)
+
+
+def test_runs_shared_across_papers_are_one_group_whether_or_not_a_paper_names_the_regime():
+    from common.aggregate.claims import shared_runs
+
+    row = {"method": "mixup+dm", "baseline": "mixup", "dataset": "cifar10", "model": "resnet20", "outcome": "underpowered",
+           "method_runs": "dm-s0 dm-s1", "baseline_runs": "mixup-s0 mixup-s1"}
+    ct = agg.pd.DataFrame([{**row, "paper": "dm", "claim": "dm_improves_mixup", "regime_name": None},
+                           {**row, "paper": "cutmix", "claim": "cutmix_beats_mixup", "method": "cutmix",
+                            "method_runs": "cutmix-s0 cutmix-s1", "regime_name": "data-limited, CE ECE 35%"}])
+    assert dict(shared_runs(ct, with_paper=True)) == {
+        "`mixup` on cifar10/resnet20 (data-limited, CE ECE 35%), 2 runs": ["cutmix/cutmix_beats_mixup",
+                                                                           "dm/dm_improves_mixup"]}

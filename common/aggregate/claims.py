@@ -500,6 +500,7 @@ def shared_runs(ct: pd.DataFrame, with_paper: bool = False) -> list[tuple[str, l
     in one setting) that more than one row uses, so a reader sees which verdicts are not independent. Rows are
     named by claim id (``paper/claim`` with ``with_paper``), with the regime for a claim tested in several."""
     uses: dict[tuple, list[str]] = {}
+    regimes: dict[tuple, str] = {}
     for _, r in ct.iterrows():
         if r.get("outcome") == NOT_EVALUATED:
             continue
@@ -508,17 +509,19 @@ def shared_runs(ct: pd.DataFrame, with_paper: bool = False) -> list[tuple[str, l
         for arm in ("method", "baseline"):
             runs = r.get(f"{arm}_runs")
             if isinstance(runs, str) and runs:
-                key = (r[arm], r["dataset"], r["model"], r.get("regime_name") or "", tuple(sorted(runs.split())))
+                key = (r[arm], r["dataset"], r["model"], tuple(sorted(runs.split())))
                 uses.setdefault(key, []).append(name)
-    out = [(f"`{k[0]}` on {k[1]}/{k[2]}" + (f" ({k[3]})" if k[3] else "") + f", {len(k[4])} runs",
+                if isinstance(r.get("regime_name"), str) and r["regime_name"]:  # papers without a CE run name none
+                    regimes[key] = r["regime_name"]
+    out = [(f"`{k[0]}` on {k[1]}/{k[2]}" + (f" ({regimes[k]})" if k in regimes else "") + f", {len(k[3])} runs",
             sorted(set(v))) for k, v in sorted(uses.items()) if len(set(v)) > 1]
     keys = sorted(uses)
     for i, a in enumerate(keys):  # different run sets of one method that share some runs (e.g. a seed in two arms)
         for b in keys[i + 1:]:
-            common = set(a[4]) & set(b[4])
-            if a[:3] == b[:3] and common and a[4] != b[4]:
-                out.append((f"`{a[0]}` on {a[1]}/{a[2]}: {len(common)} run(s) in both the {a[3] or 'one'} and the "
-                            f"{b[3] or 'other'} rows", sorted(set(uses[a]) | set(uses[b]))))
+            common = set(a[3]) & set(b[3])
+            if a[:3] == b[:3] and common and a[3] != b[3]:
+                out.append((f"`{a[0]}` on {a[1]}/{a[2]}: {len(common)} run(s) in both the {regimes.get(a, 'one')} and "
+                            f"the {regimes.get(b, 'other')} rows", sorted(set(uses[a]) | set(uses[b]))))
     return out
 
 
