@@ -520,8 +520,9 @@ def shared_runs(ct: pd.DataFrame, with_paper: bool = False) -> list[tuple[str, l
         for b in keys[i + 1:]:
             common = set(a[3]) & set(b[3])
             if a[:3] == b[:3] and common and a[3] != b[3]:
-                out.append((f"`{a[0]}` on {a[1]}/{a[2]}: {len(common)} run(s) in both the {regimes.get(a, 'one')} and "
-                            f"the {regimes.get(b, 'other')} rows", sorted(set(uses[a]) | set(uses[b]))))
+                first, second = sorted((regimes.get(a, "one"), regimes.get(b, "other")))
+                out.append((f"`{a[0]}` on {a[1]}/{a[2]}: {len(common)} run(s) in both the {first} and the {second} rows",
+                            sorted(set(uses[a]) | set(uses[b]))))
     return out
 
 
