@@ -21,16 +21,19 @@ def _run(tmp_path, method, seed, test, *, model="resnet20", train_time=100.0, cp
     return d / "metrics.json"
 
 
-def test_welch_interval_matches_a_hand_computed_case():
-    # a = 1,2,3 and b = 4,5,6: delta -3, se = sqrt(1/3 + 1/3), Welch df = 4, t_0.975(4) = 2.7764451
-    delta, lo, hi = agg.welch_ci([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+def test_welch_interval_matches_a_hand_computed_case(tmp_path):
+    # a = 1,2,3 (method) and b = 4,5,6 (baseline): delta -3, se = sqrt(1/3 + 1/3), Welch df = 4, t_0.975(4) = 2.7764451
+    paths = [_run(tmp_path, m, s, {"top1": v}) for m, vals in (("mixup", (1.0, 2.0, 3.0)), ("erm", (4.0, 5.0, 6.0)))
+             for s, v in enumerate(vals)]
+    exp = {"paper": "p", "claims": [{"id": "c", "text": "t", "metric": "top1", "method": "mixup", "baseline": "erm",
+                                     "direction": "lower"}]}
+    r = agg.claims_table(agg.load_runs(paths), exp, agg.pd.DataFrame(columns=agg.REPORTED_COLUMNS + ["verified"]),
+                         "cpu").iloc[0]
     half = 2.7764451052 * (2 / 3) ** 0.5
-    assert delta == -3.0
-    assert lo == pytest.approx(-3 - half, abs=1e-8) and hi == pytest.approx(-3 + half, abs=1e-8)
-    assert agg.verdict(delta, lo, hi, higher_is_better=False) == "reproduced"
-    assert agg.verdict(delta, lo, hi, higher_is_better=True) == "not reproduced at this scale"
-    assert agg.verdict(0.1, -0.5, 0.7, higher_is_better=True) == "inconclusive"
-    assert agg.verdict(*agg.welch_ci([1.0], [2.0, 3.0]), higher_is_better=True).startswith("inconclusive")
+    assert r["delta"] == -3.0 and r["test"] == "Welch t" and r["family_size"] == 1
+    assert r["ci95_low"] == pytest.approx(-3 - half, abs=1e-8) and r["ci95_high"] == pytest.approx(-3 + half, abs=1e-8)
+    assert (r["ci_low"], r["ci_high"]) == (r["ci95_low"], r["ci95_high"])  # a family of one: no adjustment
+    assert r["outcome"] == "reproduced"
 
 
 def test_calibration_errors_are_shown_in_percent_and_stored_as_fractions(tmp_path):
@@ -45,7 +48,7 @@ def test_calibration_errors_are_shown_in_percent_and_stored_as_fractions(tmp_pat
                                      "baseline": "erm"}]}
     ct = agg.claims_table(runs, exp, agg.pd.DataFrame(columns=agg.REPORTED_COLUMNS + ["verified"]), "quick")
     assert ct["delta"].iloc[0] == pytest.approx(-0.20) and ct["verdict"].iloc[0] == "reproduced"
-    line = agg.claims_markdown(ct).splitlines()[-1]
+    line = [ln for ln in agg.claims_markdown(ct).splitlines() if ln.startswith("| **")][-1]
     assert "(ece (%))" in line and "11.00 ± 1.00" in line and "-20.00 [-" in line
     assert "-20.00" in agg.summary_tex(ct)
 
@@ -146,19 +149,93 @@ def test_seed_linked_claims_pool_one_split_per_seed_and_skip_the_rest(tmp_path):
     assert t.loc["per_seed", "setting"] != t.loc["fixed", "setting"]
 
 
+def test_per_seed_split_runs_are_one_setting_in_the_tables(tmp_path):
+    """The per-seed-split arm (seed k on split k) is one setting with its seeds, beside the fixed-split one."""
+    paths = []
+    for m in ("c_mixup", "erm"):
+        paths += [_split_run(tmp_path, m, s, 0, 1.0 + s) for s in (0, 1, 2)]
+        paths += [_split_run(tmp_path, m, s, s, 2.0 + s) for s in (1, 2)]
+    runs = agg.load_runs(paths)
+    linked = [("dataset.options.shuffle_seed",)]
+    long = agg.long_table(runs, "p", linked)
+    rmse = long[long["metric"] == "rmse"]
+    assert sorted(rmse["n_seeds"]) == [3, 3, 3, 3]  # two settings x two methods, no one-seed settings per split
+    assert sorted(set(rmse["setting_label"])) == ["shuffle_seed 0", "shuffle_seed = seed"]
+    per_seed = rmse[rmse["setting_label"] == "shuffle_seed = seed"]
+    assert set(per_seed["seeds"]) == {"0 1 2"}
+    assert "shuffle_seed = seed" in agg.wide_markdown(long)
+
+
 def test_claim_settings_are_told_apart_by_the_keys_that_differ_and_calibration_regimes_by_ce_ece():
-    from common.aggregate.stats import regime, setting_differences
+    from common.aggregate.stats import regime, setting_labels
 
     def run(train_size, epochs, extra=None):
         cfg = {"seed": 0, "method": {"name": "erm"}, "dataset": {"name": "cifar10", "train_size": train_size, "root": "/x"},
                "train": {"epochs": epochs, **(extra or {})}}
-        return {"config": cfg}
+        r = {"config": cfg, "dataset": "cifar10", "model": "resnet20"}
+        r["setting"] = agg.runs.setting_id(cfg)
+        return r
 
     # a key only the newer runs record is not a difference; the root and the seed never are
-    got = setting_differences({"a": run(1000, 100), "b": run(5000, 20, {"persistent_workers": True})})
-    assert got == {"a": "train_size 1000, epochs 100", "b": "train_size 5000, epochs 20"}
-    assert setting_differences({"a": run(1000, 100)}) == {}
-    assert regime(35.07) == "data-limited (CE ECE 35.1%)"
-    assert regime(5.72) == "single-digit CE ECE (CE ECE 5.7%)"
-    assert regime(12.0) == "CE ECE 10-15% (CE ECE 12.0%)"
+    a, b = run(1000, 100), run(5000, 20, {"persistent_workers": True})
+    got = setting_labels({a["setting"]: [a], b["setting"]: [b]})
+    assert got == {a["setting"]: "train_size 1000, epochs 100", b["setting"]: "train_size 5000, epochs 20"}
+    assert setting_labels({a["setting"]: [a]}) == {a["setting"]: ""}
+    assert regime(35.07) == "data-limited, CE ECE 35%"
+    assert regime(5.72) == "CE ECE 6%"
     assert regime(None) == "no CE run"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "metrics.json").write_text('{"task": "classification", "test": {"top1": 5'),
+     r"metrics\.json: cannot read the run's metrics \(Expecting"),
+    (lambda d: (d / "metrics.json").write_bytes(b"\xff\xfe\x00"), r"metrics\.json: cannot read the run's metrics"),
+    (lambda d: (d / "epochs.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "test_'),
+     r"epochs\.jsonl, line 2: not a JSON row"),
+])
+def test_a_truncated_run_file_fails_the_aggregation_naming_the_file(tmp_path, capsys, damage, message):
+    paths = [_run(tmp_path, m, s, {"top1": 50.0 + s}) for m in ("erm", "mixup") for s in (0, 1)]
+    damage(paths[1].parent)
+    out = tmp_path / "out"
+    rc = agg.main(["table", "--paper", "mixup", "--scale", "quick", "--out-csv", str(out / "t.csv"),
+                   "--out-md", str(out / "t.md"), "--out-claims", str(out / "c.csv"), *map(str, paths)])
+    err = capsys.readouterr().err
+    assert rc == 1 and str(paths[1].parent) in err
+    import re
+
+    assert re.search(message, err), err
+    assert not out.exists()  # nothing half-written
+
+
+def test_rows_resting_on_the_same_runs_are_named(tmp_path):
+    """Two claims on the same arms, and a fixed-split and a per-seed-split claim sharing the seed-0 run."""
+    from common.aggregate.claims import shared_runs
+
+    paths = []
+    for m, base in (("c_mixup", 1.0), ("erm", 2.0)):
+        paths += [_split_run(tmp_path, m, s, 0, base + 0.1 * s) for s in (0, 1, 2)]
+        paths += [_split_run(tmp_path, m, s, s, base + (0.2 if m == "erm" else 0.35) * s) for s in (1, 2)]
+    claim = {"text": "t", "metric": "rmse", "method": "c_mixup", "baseline": "erm"}
+    exp = {"paper": "p", "claims": [
+        {**claim, "id": "fixed", "match": {"dataset.options.shuffle_seed": 0}},
+        {**claim, "id": "fixed_mae", "metric": "rmse", "match": {"dataset.options.shuffle_seed": 0}},
+        {**claim, "id": "per_seed", "seed_linked": ["dataset.options.shuffle_seed"]}]}
+    ct = agg.claims_table(agg.load_runs(paths), exp, agg.pd.DataFrame(columns=agg.REPORTED_COLUMNS + ["verified"]), "cpu")
+    shared = dict(shared_runs(ct))
+    assert shared["`erm` on airfoil/mlp (one fixed split), 3 runs"] == ["fixed", "fixed_mae"]
+    partial = [rows for what, rows in shared.items() if "1 run(s) in both" in what and what.startswith("`erm`")]
+    assert partial == [["fixed", "fixed_mae", "per_seed"]]
+    assert "Rows resting on the same runs" in agg.claims_markdown(ct)
+
+
+def test_runs_shared_across_papers_are_one_group_whether_or_not_a_paper_names_the_regime():
+    from common.aggregate.claims import shared_runs
+
+    row = {"method": "mixup+dm", "baseline": "mixup", "dataset": "cifar10", "model": "resnet20", "outcome": "underpowered",
+           "method_runs": "dm-s0 dm-s1", "baseline_runs": "mixup-s0 mixup-s1"}
+    ct = agg.pd.DataFrame([{**row, "paper": "dm", "claim": "dm_improves_mixup", "regime_name": None},
+                           {**row, "paper": "cutmix", "claim": "cutmix_beats_mixup", "method": "cutmix",
+                            "method_runs": "cutmix-s0 cutmix-s1", "regime_name": "data-limited, CE ECE 35%"}])
+    assert dict(shared_runs(ct, with_paper=True)) == {
+        "`mixup` on cifar10/resnet20 (data-limited, CE ECE 35%), 2 runs": ["cutmix/cutmix_beats_mixup",
+                                                                           "dm/dm_improves_mixup"]}

@@ -26,9 +26,11 @@ def _tree(tmp_path: Path) -> Path:
         (res / scale / "summary.md").write_text(f"# title\n\nnew summary {scale}\n")
         (res / scale / "matrix.md").write_text(f"# title\n\nnew matrix {scale}\n")
         (res / scale / "summary.csv").write_text(
-            "paper,claim,outcome,verdict\n"
-            f"p,c1_{scale},reproduced,reproduced\n"
-            f"p,c2_{scale},inconclusive,\"inconclusive — underpowered: detects >= 3.0 points, paper effect 1.0\"\n")
+            "paper,claim,label,role,outcome,verdict,family_size,regime_name\n"
+            f"p,c1_{scale},A > B,primary,reproduced,reproduced,3,\n"
+            f"p,c2_{scale},A > C,primary,underpowered,underpowered,3,\n"
+            f"p,c3_{scale},A < C,primary,contradicted,contradicted,3,\n"
+            f"p,c4_{scale},A > C ECE,secondary to c2_{scale},underpowered,underpowered,3,\n")
     (tmp_path / "bench.md").write_text("new bench\n")
     return root
 
@@ -45,9 +47,12 @@ def test_cpu_writes_its_blocks_only(tmp_path):
     paper = (root / "papers/p/README.md").read_text()
     top = (root / "README.md").read_text()
     assert "new table cpu" in paper and "old quick" in paper
-    # the top README gets the compact view: verdict counts per paper (underpowered ones counted), links
-    assert "**2 claims** at `cpu` scale: 1 reproduced, 0 not reproduced at this scale, 1 inconclusive (1 of them" in top
-    assert "| [p](papers/p) | 2 | 1 | 0 | 1 (1) |" in top and "results/cpu/summary.md" in top
+    # the top README gets the compact view generated from the verdicts: counts over the primary rows and one
+    # answer line per paper naming the decisive rows, the secondary row counted apart
+    assert "**1 reproduced, 1 contradicted, 1 underpowered** (3 primary claim rows at `cpu` scale" in top
+    assert ("- [p](papers/p) (3 primary rows, Bonferroni ×3): reproduced 1 (A > B); contradicted 1 (A < C); "
+            "underpowered 1. (1 secondary row not counted.)") in top
+    assert "results/cpu/summary.md" in top
     assert "old results-quick" in top
     assert "old bench" in top  # not passed: not written
     readmes(_args(tmp_path, "cpu", "--bench-section", str(tmp_path / "bench.md")), root)
@@ -115,7 +120,7 @@ def test_the_committed_bench_section_parses():
 
 
 def test_the_top_readme_stays_under_12k_characters():
-    assert len((ROOT / "README.md").read_text()) < 12_000
+    assert len((ROOT / "README.md").read_text()) < 13_500  # the generated per-paper answers (#23.10) take ~800
 
 
 def test_bench_headline_uses_the_one_machine_column_when_the_section_has_it():

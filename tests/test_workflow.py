@@ -59,7 +59,7 @@ def test_quick_run_produces_tables_figures_and_provenance(repo):
     assert "torch" in prov["versions"]
     assert prov["hardware"]["torch_cpu_capability"] and "cpu_model" in prov["hardware"]
     table = (repo / "results/quick/tables/tinya.csv").read_text()
-    assert "paper,method,dataset,model,setting,metric,mean,std,n_seeds" in table.splitlines()[0]
+    assert "paper,method,dataset,model,setting,setting_label,metric,mean,std,n_seeds" in table.splitlines()[0]
     assert list((repo / "figures/quick/tinya").glob("*.png"))
     assert (repo / "results/quick/summary.md").exists() and (repo / "results/quick/summary.tex").exists()
     assert "| `erm` |" in (repo / "results/quick/tables/tinya.md").read_text()  # the block, in results/

@@ -12,14 +12,24 @@ import pandas as pd
 from ..config import discover_papers, expand_grid, load_experiments, run_id
 from ..fileio import atomic_write_text, files_digest
 from . import templates
+from .claims import CLAIM_COLUMNS, NOT_EVALUATED, claims_table, shared_runs
 from .figures import figures
-from .render import claims_markdown, matrix_markdown, replace_block, summary_tex, wide_markdown
+from .render import (
+    claims_markdown,
+    matrix_markdown,
+    outcome_counts,
+    paper_answer,
+    replace_block,
+    rules,
+    summary_tex,
+    wide_markdown,
+)
 from .runs import load_reported, load_runs
-from .stats import CLAIM_COLUMNS, claims_table, long_table, matrix
+from .stats import linked_sets, long_table, matrix
 
 #: version of what the aggregation writes; ``summary --out-format`` records it beside a scale's summary so that
 #: a test can tell whether the committed aggregates were built by this code (bump on any change of output)
-AGGREGATE_FORMAT = 3
+AGGREGATE_FORMAT = 4
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DESCRIPTION = """Tables, figures, the cross-paper summary and README sections, built from runs' metrics.json.
@@ -44,12 +54,14 @@ def time_references(root: Path, scale: str) -> dict[str, str]:
 def paper_table(paper: str, scale: str, metrics: list[str], out_csv, out_md, out_claims) -> None:
     exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
     runs = load_runs(metrics)
-    long = long_table(runs, paper)
+    long = long_table(runs, paper, linked_sets(exp))
     ct = claims_table(runs, exp, load_reported(ROOT / "papers" / paper / "reported.csv"), scale)
+    claims = exp.get("claims") or []
+    wide = wide_markdown(long, [c["metric"] for c in claims], [c["baseline"] for c in claims])
     atomic_write_text(out_csv, long.to_csv(index=False))
     atomic_write_text(out_claims, ct.to_csv(index=False))
-    atomic_write_text(out_md, templates.PAPER_TABLE.format(title=exp.get("title", paper), scale=scale,
-                                                           wide=wide_markdown(long), claims=claims_markdown(ct)))
+    atomic_write_text(out_md, templates.PAPER_TABLE.format(title=exp.get("title", paper), scale=scale, wide=wide,
+                                                           claims=claims_markdown(ct), rule=rules()))
 
 
 def paper_figures(paper: str, scale: str, metrics: list[str], out_dir) -> None:
@@ -59,15 +71,22 @@ def paper_figures(paper: str, scale: str, metrics: list[str], out_dir) -> None:
 
 def read_claims(paths) -> pd.DataFrame:
     """The papers' ``*_claims.csv`` tables concatenated (empty files skipped; a missing file is an error).
-    Tables written by an older aggregation lack the newer columns: those are left empty."""
+    A table written by an older aggregation (without the ``outcome`` of this one) is an error naming it."""
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"claims tables not found: {', '.join(missing)}")
-    frames = [pd.read_csv(p) for p in paths if Path(p).stat().st_size > 1]
+    frames = []
+    for p in paths:
+        if Path(p).stat().st_size > 1:
+            df = pd.read_csv(p)
+            old = [c for c in ("outcome", "family_size", "role") if c not in df.columns]
+            if old and not df.empty:
+                raise ValueError(f"{p}: written by an older aggregation (no {', '.join(old)} column); rebuild it "
+                                 f"(snakemake --forcerun paper_table)")
+            frames.append(df)
     frames = [x for x in frames if not x.empty]
     ct = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CLAIM_COLUMNS)
     ct = ct.reindex(columns=CLAIM_COLUMNS + [c for c in ct.columns if c not in CLAIM_COLUMNS])
-    ct["outcome"] = ct["outcome"].where(ct["outcome"].notna(), ct["verdict"])
     return ct.astype(object).where(pd.notna(ct), None)
 
 
@@ -87,6 +106,18 @@ def papers_left_out(claims: list, scale: str, root: Path = ROOT) -> list[str]:
     return sorted(set(want) - given)
 
 
+def summary_markdown(ct: pd.DataFrame, scale: str) -> str:
+    """The summary: how to read it, the counts, one section per paper (its answer and claims tables) and the
+    runs rows of different papers share."""
+    papers = [f"## [{p}](../../papers/{p})\n\n" + claims_markdown(g.reset_index(drop=True))
+              for p, g in ct.groupby("paper", sort=True)] if not ct.empty else ["_no claims_\n"]
+    shared = [(what, rows) for what, rows in shared_runs(ct, with_paper=True) if len({r.split("/")[0] for r in rows}) > 1]
+    across = ["## Runs several papers' rows rest on\n", *[f"- {what}: {', '.join(rows)}" for what, rows in shared]]
+    counts = f"**Primary rows:** {outcome_counts(ct)} (each paper's family adjusted on its own)."
+    return templates.SUMMARY.format(scale=scale, rule=rules(), counts=counts,
+                                    papers="\n".join(papers + (["\n".join(across) + "\n"] if shared else [])))
+
+
 def summary(a) -> None:
     lacking = papers_left_out(a.claims, a.scale)
     if lacking and a.scale in COMMITTED_SCALES and not a.allow_subset:
@@ -94,10 +125,8 @@ def summary(a) -> None:
                          f"results/{a.scale}/tables/<paper>_claims.csv to --claims (committed or rebuilt), or "
                          f"--allow-subset for a partial summary outside results/")
     ct = read_claims(a.claims)
-    counts = ct["outcome"].value_counts().to_dict() if not ct.empty else {}
-    atomic_write_text(a.out_md, templates.SUMMARY.format(
-        scale=a.scale, counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none",
-        claims=claims_markdown(ct)) + (templates.SUBSET.format(papers=", ".join(lacking)) if lacking else ""))
+    atomic_write_text(a.out_md, summary_markdown(ct, a.scale)
+                      + (templates.SUBSET.format(papers=", ".join(lacking)) if lacking else ""))
     atomic_write_text(a.out_csv, ct.to_csv(index=False))
     atomic_write_text(a.out_tex, summary_tex(ct) if not ct.empty else "% no claims\n")
     mx = matrix(load_runs(a.runs), time_references(ROOT, a.scale))
@@ -137,28 +166,23 @@ def _update_block(path: Path, tag: str, content: str) -> None:
 
 
 def results_headline(ct: pd.DataFrame, scale: str) -> str:
-    """The top README's compact view of a scale's claims: verdict counts per paper (how many of the
-    inconclusive ones could not have detected the paper's own effect), the forest plot and links to the
-    full tables. The full per-claim table is results/<scale>/summary.md."""
-    ct = ct.assign(underpowered=ct["verdict"].astype(str).str.contains("underpowered"))
-    kinds = ["reproduced", "not reproduced at this scale", "inconclusive"]
-    total = {k: int((ct["outcome"] == k).sum()) for k in kinds}
-    lines = [f"**{len(ct)} claims** at `{scale}` scale: {total['reproduced']} reproduced, "
-             f"{total['not reproduced at this scale']} not reproduced at this scale, {total['inconclusive']} "
-             f"inconclusive ({int(ct['underpowered'].sum())} of them underpowered: the paper's own difference is "
-             f"below what the seeds can detect).", "",
-             "| paper | claims | reproduced | not reproduced | inconclusive (underpowered) |", "|---|---|---|---|---|"]
+    """The top README's compact view of a scale's claims, generated from the verdicts: the counts over every
+    paper's primary rows, one answer line per paper (naming the reproduced and contradicted rows), the forest
+    plot and links to the full tables."""
+    if ct.empty:
+        return f"_no claims at `{scale}` scale_\n"
+    summary = f"[`results/{scale}/summary.md`](results/{scale}/summary.md)"
+    n = int(((ct["role"] == "primary") & (ct["outcome"] != NOT_EVALUATED)).sum())
+    lines = [f"**{outcome_counts(ct)}** ({n} primary claim rows at `{scale}` scale; verdicts from each paper's "
+             f"Bonferroni-adjusted intervals, words defined in {summary}).", ""]
     for paper, g in ct.groupby("paper", sort=True):
-        n = {k: int((g["outcome"] == k).sum()) for k in kinds}
-        lines.append(f"| [{paper}](papers/{paper}) | {len(g)} | {n['reproduced']} | {n['not reproduced at this scale']} "
-                     f"| {n['inconclusive']} ({int(g['underpowered'].sum())}) |")
-    lines += ["", f"![every claim: our difference with its 95% CI, the paper's difference, the detectable effect]"
-                  f"(figures/{scale}/summary_forest.png)", "",
-              f"Every claim with the paper's figure, ours, the interval and what it could detect: "
-              f"[`results/{scale}/summary.md`](results/{scale}/summary.md). Every method on the shared settings "
-              f"(accuracy, calibration, occlusion, time): [`results/{scale}/matrix.md`](results/{scale}/matrix.md); "
-              f"calibration across papers: [`results/{scale}/cross/`](results/{scale}/cross); per-paper tables in "
-              f"each paper's README."]
+        lines.append(paper_answer(g.reset_index(drop=True), named=("reproduced", "contradicted"),
+                                  lead=f"- [{paper}](papers/{paper}) "))
+    lines += ["", f"![every claim: our difference in the claimed direction with its intervals, the paper's "
+                  f"difference, the verdict](figures/{scale}/summary_forest.png)", "",
+              f"Every claim with our regime, the paper's figure, the test and both p values: {summary}. Every "
+              f"method on the shared settings: [`results/{scale}/matrix.md`](results/{scale}/matrix.md); "
+              f"calibration across papers: [`results/{scale}/cross/`](results/{scale}/cross)."]
     return "\n".join(lines) + "\n"
 
 

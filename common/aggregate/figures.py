@@ -1,5 +1,10 @@
-"""Figures of one paper at one scale: the headline metric per setting, each claim next to the paper's
-figures, learning curves, and the paper's own plots (``papers/<paper>/plots.py: make_figures``)."""
+"""Figures of one paper at one scale (the headline metric per setting, each claim's difference with its
+intervals, learning curves, and the paper's own plots from ``papers/<paper>/plots.py: make_figures``) and the
+forest plot of every claim of a scale.
+
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), and every
+colour-coded mark also has its own marker shape, so no figure relies on colour alone.
+"""
 from __future__ import annotations
 
 import importlib
@@ -9,10 +14,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from .render import header, statistic_name, where
-from .stats import PERCENT, claims_table, long_table, shown
+from .claims import NOT_EVALUATED, STATISTICS, claim_sign, claims_table
+from .render import header, method_order, regime_cell, row_name
+from .stats import PERCENT, group_by, linked_sets, long_table, points, regime, setting_labels, shown, shown_settings
 
-OUTCOME_COLORS = {"reproduced": "#2a9d8f", "not reproduced at this scale": "#c44e52", "inconclusive": "#4c72b0"}
+#: verdict word -> (colour, marker) in the forest plot and the per-claim figures
+OUTCOME_STYLE = {
+    "reproduced": ("#009E73", "o"),
+    "contradicted": ("#D55E00", "X"),
+    "inconsistent with the paper's effect size": ("#E69F00", "s"),
+    "underpowered": ("#0072B2", "^"),
+    "inconclusive, no paper figure": ("#56B4E9", "v"),
+    "not testable": ("#999999", "."),
+}
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
+PAPER_STYLE = {"color": "#CC79A7", "marker": "D", "ls": "", "ms": 6, "mfc": "none", "mew": 1.5}
+ARM_STYLE = {"baseline": ("#56B4E9", "o"), "method": ("#E69F00", "s")}
+MIN_CURVE_POINTS = 5  # a learning curve needs at least this many evaluated epochs
 
 
 def style():
@@ -22,7 +40,8 @@ def style():
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-                         "axes.spines.right": False, "font.size": 9})
+                         "axes.spines.right": False, "font.size": 9,
+                         "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO)})
     return plt
 
 
@@ -38,20 +57,6 @@ def save_fig(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
-def bars(long: pd.DataFrame, paper: str, task: str, scale: str, out_dir: Path) -> None:
-    plt = style()
-    metric = "top1" if task == "classification" else "rmse"
-    for (ds, model, setting), g in long[long["metric"] == metric].groupby(["dataset", "model", "setting"]):
-        fig, ax = plt.subplots(figsize=(max(3.5, 0.8 * len(g) + 1.5), 3.2))
-        ax.bar(range(len(g)), g["mean"], yerr=g["std"].fillna(0), capsize=3, color="#4c72b0")
-        ax.set_xticks(range(len(g)), g["method"], rotation=30, ha="right")
-        ax.set_ylabel(f"test {metric} (mean ± std over seeds)")
-        hi = (g["mean"] + g["std"].fillna(0)).max()
-        ax.set_ylim(0, hi * 1.08 + 1e-9)  # a bar's length is its value
-        ax.set_title(f"{paper} — {ds}/{model} ({scale}, setting {setting})")
-        save_fig(fig, out_dir, f"bars_{ds}_{model}_{setting}")
-
-
 def _num(x) -> float:
     try:
         return float(x)
@@ -63,63 +68,159 @@ def _values(cell) -> list[float]:
     return [float(v) for v in str(cell).split()] if cell is not None and not pd.isna(cell) and str(cell).strip() else []
 
 
-def claim_figure(r, scale: str):
-    """One claim (a claims_table row): the paper's pair (left) and ours (right) as points, our seeds as dots
-    and our means with their std; the claim text as the figure title above both panels."""
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(str(text), width))
+
+
+# --------------------------------------------------------------------------- per setting
+def _ce_regime(long: pd.DataFrame, setting: str) -> str:
+    """The setting's regime by cross-entropy's ECE (:func:`.stats.regime`), or "" without a CE run."""
+    ce = long[(long["setting"] == setting) & (long["method"] == "erm") & (long["metric"] == "ece")]
+    return regime(100 * float(ce["mean"].iloc[0])) if len(ce) else ""
+
+
+def bars(long: pd.DataFrame, paper: str, task: str, scale: str, out_dir: Path, first=()) -> None:
+    """The headline metric (top-1 or RMSE) per method and shown setting: mean ± SD over seeds (the number of seeds
+    in the title), the baselines first."""
     plt = style()
-    fig, axes = plt.subplots(1, 2, figsize=(6.8, 3.3), layout="constrained")
+    metric = "top1" if task == "classification" else "rmse"
+    for (ds, model, setting), g in long[long["metric"] == metric].groupby(["dataset", "model", "setting"]):
+        g = g.set_index("method").loc[method_order(list(g["method"]), first)].reset_index()
+        fig, ax = plt.subplots(figsize=(max(3.8, 0.9 * len(g) + 1.6), 3.4))
+        x = range(len(g))
+        ax.bar(x, g["mean"], yerr=g["std"].fillna(0), capsize=3, color="#56B4E9", edgecolor="k", lw=0.5)
+        ax.set_xticks(list(x), g["method"], rotation=25, ha="right")
+        ax.set_ylabel(f"test {metric} (mean ± SD over seeds)")
+        ax.set_ylim(0, (g["mean"] + g["std"].fillna(0)).max() * 1.1 + 1e-9)  # a bar's length is its value
+        label = ", ".join(x for x in (g["setting_label"].iloc[0], _ce_regime(long, setting)) if x)
+        ax.set_title(f"{paper}: {ds}/{model} ({scale})" + (f"\n{label}" if label else "")
+                     + f"\nn = {' / '.join(str(int(n)) for n in g['n_seeds'])} seeds", fontsize=8)
+        save_fig(fig, out_dir, f"bars_{ds}_{model}_{setting}")
+
+
+def curves(runs: list[dict], paper: str, task: str, scale: str, out_dir: Path, linked=(), first=()) -> None:
+    """Test metric per evaluated epoch per shown setting (mean over seeds with markers, band = min-max); only
+    settings whose runs were evaluated at ``MIN_CURVE_POINTS`` epochs or more (fewer points are no curve)."""
+    plt = style()
+    key = "test_top1" if task == "classification" else "test_rmse"
+    groups = shown_settings([r for r in runs if r["epochs"]], linked)
+    labels = setting_labels(groups, linked)
+    for setting, rs in sorted(groups.items()):
+        series = {lab: pd.concat([pd.Series({e["epoch"]: e[key] for e in r["epochs"] if e.get(key) is not None})
+                                  for r in g], axis=1)
+                  for lab, g in group_by(rs, lambda r: r["label"]).items()}
+        if min(len(df.dropna(how="all")) for df in series.values()) < MIN_CURVE_POINTS:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
+        markers = "osD^vXP*"
+        for i, lab in enumerate(method_order(list(series), first)):
+            df = series[lab]
+            every = max(1, len(df) // 10)
+            ax.plot(df.index, df.mean(axis=1), marker=markers[i % len(markers)], ms=4, markevery=every, lw=1.2,
+                    label=f"{lab} (n={df.shape[1]})")
+            if df.shape[1] > 1:
+                ax.fill_between(df.index, df.min(axis=1), df.max(axis=1), alpha=0.15)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("_", " ") + " (mean over seeds; band: min-max)")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        title = f"{paper}: {rs[0]['dataset']}/{rs[0]['model']} ({scale})"
+        ax.set_title(title + (f"\n{labels[setting]}" if labels[setting] else ""), fontsize=8)
+        save_fig(fig, out_dir, f"curves_{rs[0]['dataset']}_{rs[0]['model']}_{setting}")
+
+
+# --------------------------------------------------------------------------- per claim
+def _arm_points(ax, r, paired: bool) -> None:
+    """Every seed of both arms (baseline left, method right), the arms' means, and a line per pair."""
     m = r["metric"]
-    rep_m, rep_b = _num(r.get("reported_method")), _num(r.get("reported_baseline"))
-    if not math.isnan(rep_m):
-        axes[0].plot([1], [rep_m], "D", color="#dd8452", ms=7)
-        if not math.isnan(rep_b):
-            axes[0].plot([0], [rep_b], "D", color="#999999", ms=7)
-        for x, v in ((0, rep_b), (1, rep_m)):
-            if not math.isnan(v):
-                axes[0].annotate(f"{v:g}", (x, v), textcoords="offset points", xytext=(8, 0), va="center", fontsize=7)
-        axes[0].set_xticks([0, 1], ["baseline", "method"])
-        axes[0].set_xlim(-0.6, 1.6)
-        lab = "" if r.get("reported_verified", True) in (True, "True", None) else " [UNVERIFIED]"
-        where = ", ".join(str(x) for x in (r.get("reported_dataset"),) if x and not pd.isna(x))
-        axes[0].set_title(f"paper: {r['reported_metric']}{lab}" + (f"\n{where}" if where else ""), fontsize=8)
-        axes[0].margins(y=0.3)
-    else:
-        axes[0].text(0.5, 0.5, "no reported figure", ha="center", va="center")
-        axes[0].set_axis_off()
-    ax = axes[1]
-    for x, arm, color in ((0, "baseline", "#999999"), (1, "method", "#4c72b0")):
-        vals = [shown(m, v) for v in _values(r.get(f"{arm}_values"))]
-        if vals:
-            jitter = [x + 0.12 * (i - (len(vals) - 1) / 2) / max(1, len(vals) - 1) for i in range(len(vals))]
-            ax.plot(jitter, vals, "o", color=color, alpha=0.5, ms=4, label="seeds" if x == 1 else None)
-        mean, std = shown(m, _num(r[f"{arm}_mean"])), shown(m, _num(r.get(f"{arm}_std")))
-        ax.errorbar([x + 0.25], [mean], yerr=[0 if math.isnan(std) else std], fmt="s", color=color, capsize=3,
-                    label="mean ± std" if x == 1 else None)
-    ax.set_xticks([0, 1], [r["baseline"], r["method"]])
-    ax.set_xlim(-0.6, 1.6)
-    ax.margins(y=0.2)
-    ax.set_ylabel(header(m), fontsize=8)
-    ax.legend(fontsize=6, loc="best")
-    ax.set_title(f"ours ({scale}, {statistic_name(r)}): {m}, {r['dataset']}\n{r.get('outcome') or r['verdict']}",
-                 fontsize=8)
-    fig.suptitle("\n".join(textwrap.wrap(str(r["text"]), 90)), fontsize=9)
+    vals = {arm: [shown(m, v) for v in _values(r.get(f"{arm}_values"))] for arm in ("baseline", "method")}
+    seeds = {arm: str(r.get(f"{arm}_seeds") or "").split() for arm in ("baseline", "method")}
+    if paired:
+        by_seed = {arm: dict(zip(seeds[arm], vals[arm])) for arm in vals}
+        for s in sorted(set(by_seed["baseline"]) & set(by_seed["method"]), key=int):
+            ax.plot([0, 1], [by_seed["baseline"][s], by_seed["method"][s]], color="0.6", lw=0.8, zorder=1)
+    for x, arm in enumerate(("baseline", "method")):
+        color, marker = ARM_STYLE[arm]
+        ax.plot([x] * len(vals[arm]), vals[arm], marker, color=color, mec="k", mew=0.4, ms=5, ls="", zorder=2,
+                label=f"{r[arm]}: one seed each")
+        mean = shown(m, _num(r[f"{arm}_mean"]))
+        ax.plot([x - 0.18, x + 0.18], [mean, mean], color="k", lw=2, zorder=3, label="arm mean" if x else None)
+    ax.set_xticks([0, 1], [f"{r['baseline']}\n(baseline)", f"{r['method']}\n(method)"])
+    ax.set_xlim(-0.5, 1.5)
+    ax.margins(y=0.15)
+    stat = r.get("statistic") or "last"
+    ax.set_ylabel(header(m) + ("" if stat == "last" else f", {STATISTICS.get(stat, stat)}"), fontsize=8)
+    ax.set_title("every seed" + (" (lines join the seeds of one split)" if paired else ""), fontsize=8)
+
+
+def _difference(ax, r) -> None:
+    """The difference method - baseline: its 95% interval (thick), the family-adjusted interval the verdict
+    reads (thin), the paper's difference (open diamond) and zero."""
+    m = r["metric"]
+    d, lo95, hi95, lo, hi = (shown(m, _num(r.get(k))) for k in ("delta", "ci95_low", "ci95_high", "ci_low", "ci_high"))
+    color, marker = OUTCOME_STYLE.get(str(r.get("outcome")), ("#999999", "."))
+    ax.axhline(0, color="k", lw=0.8)
+    level = 100 * _num(r.get("level_adj"))
+    if not math.isnan(lo):
+        ax.plot([0, 0], [lo, hi], color=color, lw=1.2, label=f"{level:.4g}% interval (adjusted; the verdict's)")
+        ax.plot([0, 0], [lo95, hi95], color=color, lw=4, alpha=0.6, label="95% interval")
+    ax.plot([0], [d], marker, color=color, mec="k", ms=8, ls="", label="our difference")
+    eff = shown(m, _num(r.get("reported_effect")))
+    if not math.isnan(eff):
+        unverified = str(r.get("reported_verified")) in ("False", "false")
+        ax.plot([0.25], [eff], **PAPER_STYLE, label="paper's difference" + (" (UNVERIFIED)" if unverified else ""))
+    ax.set_xlim(-0.6, 0.8)
+    ax.set_xticks([])
+    ax.margins(y=0.15)
+    claimed = "< 0" if r["direction"] == "lower" else "> 0"
+    ax.set_ylabel(f"{r['method']} − {r['baseline']} ({header(m)})\nclaimed: {claimed}", fontsize=8)
+    ax.set_title(_wrap(f"verdict: {r['verdict']}", 42), fontsize=8)
+
+
+def claim_figure(r, scale: str):
+    """One claims_table row: every seed of both arms (paired seeds joined) beside the difference with its
+    intervals and the paper's difference; the claim text and our regime as the title, legends below the panels."""
+    plt = style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 4.0), width_ratios=[1.3, 1], layout="constrained")
+    _arm_points(left, r, r.get("test") == "paired t")
+    _difference(right, r)
+    for ax in (left, right):
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=1, frameon=False)
+    test = f"{r['test']}, n = {int(_num(r['n']))}" + (" pairs" if r.get("test") == "paired t" else " (smaller arm)")
+    fig.suptitle(_wrap(r["text"], 100) + "\n" + _wrap(f"ours ({scale}): {regime_cell(r)}; {test}", 110), fontsize=8)
     return fig
 
 
 def claim_figures(ct: pd.DataFrame, scale: str, out_dir: Path) -> None:
-    """One :func:`claim_figure` per claims_table row."""
-    for _, r in ct.iterrows():
+    """One :func:`claim_figure` per tested claims_table row."""
+    for _, r in ct[ct["outcome"] != NOT_EVALUATED].iterrows():
         save_fig(claim_figure(r, scale), out_dir, f"claim_{r['claim']}_{r['setting']}")
 
 
-def unit_family(metric: str) -> str:
-    """Claims whose differences share an axis: percentage points (accuracies, calibration errors in percent,
-    MAPE) or the metric's own units."""
-    return "percentage points" if metric in PERCENT or metric.startswith(("top", "occ_")) or metric == "mape" \
-        else metric
+# --------------------------------------------------------------------------- forest
+def metric_family(r) -> tuple[int, str, str]:
+    """The panel a claim row goes to, as (order, title, unit): differences that share units and scale
+    (accuracies; calibration errors; MAPE; RMSE per dataset)."""
+    m = r["metric"]
+    if m in PERCENT:
+        return 1, "calibration error (ECE family)", "percentage points"
+    if m == "mape":
+        return 2, "MAPE", "percentage points"
+    if points(m):
+        return 0, "accuracy (top-1, occlusion)", "percentage points"
+    return 3, f"{m.upper()} on {r['dataset']}", m.upper()
 
 
-def _forest_rows(ax, rows: list) -> None:
+def forest_verdict(r) -> str:
+    """The verdict beside a forest row: the word, whether the paper figure it was compared with is UNVERIFIED,
+    and whether the row is secondary."""
+    text = str(r["verdict"]).replace(" (against an UNVERIFIED paper figure)", " (vs an UNVERIFIED figure)")
+    return text + ("; secondary" if str(r.get("role", "")).startswith("secondary") else "")
+
+
+def _forest_rows(ax, rows: list, ct: pd.DataFrame) -> None:
+    from matplotlib.transforms import blended_transform_factory
+
+    text_at = blended_transform_factory(ax.transAxes, ax.transData)
     y, ticks, labels, heads, prev = 0, [], [], [], None
     for r in rows:
         if r["paper"] != prev:
@@ -128,24 +229,23 @@ def _forest_rows(ax, rows: list) -> None:
             heads.append(len(labels) - 1)
             y -= 1
             prev = r["paper"]
-        m = r["metric"]
-        sign = 1 if r["higher_is_better"] in (True, "True") else -1
-        lo, hi = sorted((sign * shown(m, _num(r["ci_low"])), sign * shown(m, _num(r["ci_high"]))))
-        mde = shown(m, _num(r.get("mde")))
-        if not math.isnan(mde):
-            ax.fill_between([-mde, mde], y - 0.4, y + 0.4, color="0.85", lw=0)
-        color = OUTCOME_COLORS.get(str(r.get("outcome") or r["verdict"]).split(" —")[0].split(" (")[0], "#4c72b0")
+        m, s = r["metric"], claim_sign(r["direction"])
+        color, marker = OUTCOME_STYLE.get(str(r["outcome"]), ("#999999", "."))
+        lo, hi = sorted((s * shown(m, _num(r["ci_low"])), s * shown(m, _num(r["ci_high"]))))
+        lo95, hi95 = sorted((s * shown(m, _num(r["ci95_low"])), s * shown(m, _num(r["ci95_high"]))))
         if not math.isnan(lo):
-            ax.plot([lo, hi], [y, y], color=color, lw=1.5)
-        ax.plot([sign * shown(m, _num(r["delta"]))], [y], "o", color=color, ms=5)
+            ax.plot([lo, hi], [y, y], color=color, lw=1.0)
+            ax.plot([lo95, hi95], [y, y], color=color, lw=3.5, alpha=0.6)
+        ax.plot([s * shown(m, _num(r["delta"]))], [y], marker, color=color, mec="k", mew=0.5, ms=6, ls="")
         eff = _num(r.get("reported_effect"))
         if not math.isnan(eff):
-            ax.plot([sign * shown(m, eff)], [y + 0.25], "D", color="#dd8452", ms=4)
+            ax.plot([s * shown(m, eff)], [y], **{**PAPER_STYLE, "ms": 5})
+        ax.text(1.01, y, forest_verdict(r), transform=text_at, fontsize=7, va="center", color=color, clip_on=False)
         ticks.append(y)
-        labels.append(f"{r['claim']} ({where(r)}, {header(m)})")
+        labels.append(row_name(r, ct))
         y -= 1
     ax.axvline(0, color="k", lw=0.7)
-    ax.set_yticks(ticks, labels, fontsize=6)
+    ax.set_yticks(ticks, labels, fontsize=7)
     for i in heads:
         ax.get_yticklabels()[i].set_fontweight("bold")
         ax.get_yticklabels()[i].set_fontsize(8)
@@ -153,54 +253,35 @@ def _forest_rows(ax, rows: list) -> None:
 
 
 def forest_plot(ct: pd.DataFrame, scale: str, out_png: Path):
-    """Every claim in one figure, grouped by paper, one panel per unit (:func:`unit_family`): our difference
-    (method - baseline, signed so that right = the claimed direction) with its 95% CI, the paper's difference
-    beside it, and the difference the seeds could detect with 80% power shaded around zero."""
+    """Every tested claim row, one panel per metric family (:func:`metric_family`), grouped by paper: our
+    difference turned so that right = the claimed direction, with its 95% interval (thick) and the family-adjusted
+    interval the verdict reads (thin), the paper's difference (open diamond) and the verdict beside each row."""
     plt = style()
-    rows = [r for _, r in ct.iterrows()]
-    families: dict[str, list] = {}
-    for r in rows:
-        families.setdefault(unit_family(r["metric"]), []).append(r)
+    tested = ct[ct["outcome"] != NOT_EVALUATED].reset_index(drop=True) if not ct.empty else ct
+    families = group_by([r for _, r in tested.iterrows()], metric_family)
+    families = {k: sorted(v, key=lambda r: r["paper"]) for k, v in sorted(families.items())}
     sizes = [len(rs) + len({r["paper"] for r in rs}) for rs in families.values()] or [1]
-    fig, axes = plt.subplots(len(sizes), 1, figsize=(8.0, 0.3 * sum(sizes) + 1.2 * len(sizes) + 0.6),
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(12.5, 0.25 * sum(sizes) + 0.9 * len(sizes) + 1.4),
                              height_ratios=sizes, layout="constrained", squeeze=False)
-    for ax, (family, rs) in zip(axes[:, 0], families.items()):
-        _forest_rows(ax, rs)
-        ax.set_xlabel(f"method − baseline ({family}); right = the claimed direction", fontsize=8)
+    for ax, ((_, title, unit), rs) in zip(axes[:, 0], families.items()):
+        _forest_rows(ax, rs, tested)
+        ax.set_title(title, fontsize=9, loc="left", fontweight="bold")
+        ax.set_xlabel(f"improvement in the claimed direction ({unit}): right of 0 = as claimed", fontsize=8)
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
-    handles = [Line2D([], [], color=c, marker="o", label=f"ours: {k}") for k, c in OUTCOME_COLORS.items()]
-    handles += [Line2D([], [], color="#dd8452", marker="D", ls="", label="paper's difference"),
-                Patch(color="0.85", label="not detectable at 80% power (± detectable effect)")]
-    fig.legend(handles=handles, fontsize=6, loc="outside lower center", ncols=3)
-    fig.suptitle(f"Every claim at the `{scale}` scale: our difference with its 95% CI against the paper's", fontsize=9)
+    handles = [Line2D([], [], color=c, marker=mk, mec="k", mew=0.5, ls="", label=w) for w, (c, mk) in OUTCOME_STYLE.items()
+               if w in set(tested["outcome"])]
+    handles += [Line2D([], [], **PAPER_STYLE, label="paper's difference"),
+                Line2D([], [], color="0.4", lw=3.5, alpha=0.6, label="95% interval"),
+                Line2D([], [], color="0.4", lw=1.0, label="adjusted interval (Bonferroni per paper; the verdict's)")]
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=3)
+    fig.suptitle(f"Every claim at the `{scale}` scale: our difference in the claimed direction, its intervals and the "
+                 f"paper's difference", fontsize=9)
     out_png = Path(out_png)
     return save_fig(fig, out_png.parent, out_png.stem)
 
 
-def curves(runs: list[dict], paper: str, task: str, scale: str, out_dir: Path) -> None:
-    """Learning curves per setting (mean over seeds, band = min-max)."""
-    plt = style()
-    key = "test_top1" if task == "classification" else "test_rmse"
-    for setting in sorted({r["setting"] for r in runs}):
-        rs = [r for r in runs if r["setting"] == setting and r["epochs"]]
-        if not rs:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for label in sorted({r["label"] for r in rs}):
-            cs = [pd.Series({e["epoch"]: e.get(key) for e in r["epochs"] if key in e}) for r in rs if r["label"] == label]
-            df = pd.concat(cs, axis=1)
-            ax.plot(df.index, df.mean(axis=1), label=label)
-            if df.shape[1] > 1:
-                ax.fill_between(df.index, df.min(axis=1), df.max(axis=1), alpha=0.15)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key.replace("_", " "))
-        ax.legend(fontsize=7)
-        ax.set_title(f"{paper} — {rs[0]['dataset']}/{rs[0]['model']} ({scale})")
-        save_fig(fig, out_dir, f"curves_{rs[0]['dataset']}_{rs[0]['model']}_{setting}")
-
-
+# --------------------------------------------------------------------------- per paper
 def paper_hook(paper: str):
     """``papers.<paper>.plots.make_figures`` or None (a missing dependency of plots.py is an error)."""
     try:
@@ -216,9 +297,11 @@ def figures(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str, out
     """Every figure of one paper at one scale into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     task = runs[0]["task"] if runs else "classification"
-    bars(long_table(runs, exp["paper"]), exp["paper"], task, scale, out_dir)
+    linked = linked_sets(exp)
+    first = [c["baseline"] for c in exp.get("claims") or []]
+    bars(long_table(runs, exp["paper"], linked), exp["paper"], task, scale, out_dir, first)
     claim_figures(claims_table(runs, exp, reported, scale), scale, out_dir)
-    curves(runs, exp["paper"], task, scale, out_dir)
+    curves(runs, exp["paper"], task, scale, out_dir, linked, first)
     hook = paper_hook(exp["paper"])
     if hook is not None:
         hook(runs, out_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,12 @@ REPORTED_COLUMNS = ["paper", "method", "dataset", "model", "epochs", "metric", "
 
 
 def load_reported(path) -> pd.DataFrame:
-    """Read and check a paper's reported.csv; a malformed row is named by its line number."""
+    """Read and check a paper's reported.csv; a malformed row is named by its line number.
+
+    ``value`` and ``baseline_value`` must be finite numbers. ``baseline_value`` may be empty (the source gives
+    no baseline figure); ``nan`` or an empty ``value`` only on a row whose ``source`` starts with UNVERIFIED
+    (a figure that could not be read), where they mean "no figure". An infinite value is always an error:
+    it would be published as the paper's number."""
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=REPORTED_COLUMNS + ["verified"])
@@ -34,19 +40,40 @@ def load_reported(path) -> pd.DataFrame:
         if len(r) != len(REPORTED_COLUMNS):
             raise ValueError(f"{path}, line {i}: expected {len(REPORTED_COLUMNS)} columns, got {len(r)}")
         d = dict(zip(REPORTED_COLUMNS, r))
-        for col in ("value", "baseline_value"):
-            if d[col].strip() == "" and col == "baseline_value":
-                d[col] = None
-                continue
-            try:
-                d[col] = float(d[col])
-            except ValueError:
-                raise ValueError(f"{path}, line {i}: column {col!r} must be a number, got {d[col]!r}") from None
         if not d["source"].strip():
             raise ValueError(f"{path}, line {i}: column 'source' is empty (every figure needs its source)")
         d["verified"] = not d["source"].strip().upper().startswith("UNVERIFIED")
+        for col in ("value", "baseline_value"):
+            d[col] = _reported_number(d[col], col, d["verified"], f"{path}, line {i}")
         out.append(d)
     return pd.DataFrame(out, columns=REPORTED_COLUMNS + ["verified"])
+
+
+def _reported_number(cell: str, col: str, verified: bool, where: str) -> float | None:
+    """One figure of reported.csv: a finite number; None for an empty ``baseline_value`` (no baseline figure);
+    NaN (no figure) for ``nan`` or an empty ``value`` on an UNVERIFIED row only."""
+    text = cell.strip()
+    if text == "" and col == "baseline_value":
+        return None
+    try:
+        x = float(text) if text else math.nan
+    except ValueError:
+        raise ValueError(f"{where}: column {col!r} must be a number, got {cell!r}") from None
+    if math.isinf(x):
+        raise ValueError(f"{where}: column {col!r} is {cell!r}; a figure must be a finite number")
+    if math.isnan(x) and verified:
+        shown = repr(cell) if text else "empty"
+        raise ValueError(f"{where}: column {col!r} is {shown}; only a row whose source starts with "
+                         "UNVERIFIED may leave a figure out (nan)")
+    return x
+
+
+def _read_json(path: Path, what: str):
+    """Parsed JSON of a run file; a truncated or unreadable file is an error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the run's {what} ({e}); rerun the run or restore the file") from None
 
 
 def load_runs(paths) -> list[dict]:
@@ -57,13 +84,32 @@ def load_runs(paths) -> list[dict]:
         if p.resolve() in seen:
             continue
         seen.add(p.resolve())
-        m = json.loads(p.read_text())
-        cfg = m["provenance"]["config"]
+        m = _read_json(p, "metrics")
+        try:
+            cfg, task = m["provenance"]["config"], m["task"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{p}: not a run's metrics.json (no task or provenance.config)") from None
         ep_path = p.parent / "epochs.jsonl"
-        epochs = [json.loads(line) for line in ep_path.read_text().splitlines() if line.strip()] if ep_path.exists() else []
-        runs.append({"path": p, "dir": p.parent, "metrics": m, "config": cfg, "epochs": epochs, "task": m["task"]})
+        epochs = _read_epochs(ep_path) if ep_path.exists() else []
+        runs.append({"path": p, "dir": p.parent, "metrics": m, "config": cfg, "epochs": epochs, "task": task})
     _label(runs)
     return runs
+
+
+def _read_epochs(path: Path) -> list[dict]:
+    """The rows of a run's epochs.jsonl; an unreadable row is an error naming the file and line."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the run's epoch log ({e})") from None
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {i}: not a JSON row ({e}); rerun the run or restore the file") from None
+    return rows
 
 
 def flat(d: dict, prefix="") -> dict:

@@ -1,60 +1,29 @@
-"""Statistics and verdicts: per-setting seed means, the claims' Welch intervals and verdicts, the
-cross-method matrix and the cross-paper calibration view.
-
-Verdict rule for a claim "method beats baseline on metric": the difference of the seed means,
-with a Welch 95% confidence interval (t distribution). Interval entirely on the claimed side ->
-"reproduced"; entirely on the other side -> "not reproduced at this scale"; otherwise, or with
-fewer than 2 seeds per arm -> "inconclusive".
+"""Per-setting statistics: seed means of every metric (the per-paper tables), the settings the tables and
+figures show, the cross-method matrix and the cross-paper calibration view. The claims, their tests and
+verdicts are in :mod:`.claims`.
 """
 from __future__ import annotations
 
 import json
 import math
-import re
-import statistics
 
 import pandas as pd
 
-from . import power as pw
-from .runs import (flat, matches, read_benchmark_files, scalar_metrics, seed_linked_ok, setting_config, setting_id,
-                   varying_keys)
+from .runs import flat, read_benchmark_files, scalar_metrics, seed_linked_ok, setting_config, setting_id, varying_keys
 
 # headline metric per task, and the extra columns shown in Markdown tables
 MAIN = {"classification": ["top1", "ece", "adaece", "ts_ece", "nll", "occ_center_25", "occ_random_50"],
         "regression": ["rmse", "mape"]}
-LOWER_BETTER = {"ece", "adaece", "cw_ece", "nll", "ts_ece", "ts_adaece", "ts_nll", "rmse", "mape", "mae", "mse"}
+LOWER_BETTER = {"ece", "adaece", "cw_ece", "nll", "ts_ece", "ts_adaece", "ts_nll", "rmse", "mape", "mae", "mse",
+                "rmse_domain_avg", "rmse_domain_worst"}
 # calibration errors are stored as fractions in metrics.json (and in the CSVs) and shown in percent in
 # Markdown/LaTeX, the unit the papers report them in
 PERCENT = {"ece", "adaece", "cw_ece", "ts_ece", "ts_adaece", "ts_cw_ece"}
 MATRIX_METRICS = ("top1", "ece", "adaece", "ts_ece", "ts_adaece", "nll", "occ_center_25", "occ_center_50",
                   "occ_random_25", "occ_random_50")
 
-LONG_COLUMNS = ["paper", "method", "dataset", "model", "setting", "metric", "mean", "std", "n_seeds", "seeds"]
-#: metrics a claim may name: the test block of metrics.json (as fractions for calibration errors)
-KNOWN_METRICS = {"top1", "top5", "ece", "adaece", "cw_ece", "nll", "ts_ece", "ts_adaece", "ts_cw_ece", "ts_nll",
-                 "temperature", "occ_center_25", "occ_center_50", "occ_random_25", "occ_random_50", "rmse", "mape",
-                 "mae", "mse", "rmse_domain_avg", "rmse_domain_worst", "train_images_per_sec"}
-#: how a claim reduces each run to one number (``statistic:`` of a claim; default "last")
-STATISTICS = {
-    "last": "final evaluation (metrics.json)",
-    "best_epoch": "best epoch",
-    "median_last_10": "median of the last 10 epochs",
-    "ema_best": "EMA model, best epoch",
-    "ema_last": "EMA model, final evaluation",
-}
-#: reported.csv / claim-text metric names -> (our metric, sign): the paper's difference times the sign is a
-#: difference of our metric in displayed units (error rates are 100 - accuracy)
-REPORTED_UNITS = [
-    (r"^top1_err", "top1", -1), (r"^top1_acc", "top1", 1), (r"^top-?1 error", "top1", -1),
-    (r"^top-?1 acc", "top1", 1), (r"^top5_err", "top5", -1), (r"^ece_percent$", "ece", 1),
-    (r"^adaece_percent$", "adaece", 1), (r"^ece_after_ts_percent$", "ts_ece", 1),
-    (r"^adaece_after_ts_percent$", "ts_adaece", 1), (r"^rmse$", "rmse", 1), (r"^mape_percent$", "mape", 1),
-]
-CLAIM_COLUMNS = ["paper", "claim", "text", "scale", "dataset", "model", "setting", "regime", "metric", "higher_is_better",
-                 "method", "method_mean", "method_std", "n_method", "baseline", "baseline_mean", "baseline_std",
-                 "n_baseline", "delta", "ci_low", "ci_high", "verdict", "reported_metric", "reported_method",
-                 "reported_baseline", "reported_dataset", "reported_model", "reported_source", "reported_verified",
-                 "statistic", "outcome", "mde", "reported_effect", "seeds_needed", "method_values", "baseline_values"]
+LONG_COLUMNS = ["paper", "method", "dataset", "model", "setting", "setting_label", "metric", "mean", "std", "n_seeds",
+                "seeds"]
 
 
 def shown(metric: str, x):
@@ -62,6 +31,11 @@ def shown(metric: str, x):
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return x
     return 100.0 * x if metric in PERCENT else x
+
+
+def points(metric: str) -> bool:
+    """Whether a difference of ``metric`` (as displayed) is in percentage points."""
+    return metric in PERCENT or metric.startswith(("top", "occ_")) or metric == "mape"
 
 
 def seed_stats(values) -> tuple[float, float]:
@@ -78,228 +52,75 @@ def group_by(runs: list[dict], key) -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- per-paper tables
-def long_table(runs: list[dict], paper: str) -> pd.DataFrame:
-    """One row per (method label, setting, metric): mean, std and number of seeds."""
-    rows = []
-    groups = group_by(runs, lambda r: (r["label"], r["dataset"], r["model"], r["setting"]))
-    for (label, ds, model, setting), rs in sorted(groups.items()):
-        vals: dict[str, list[float]] = {}
-        for r in rs:
-            for k, v in scalar_metrics(r).items():
-                vals.setdefault(k, []).append(float(v))
-        for k, vs in sorted(vals.items()):
-            mean, std = seed_stats(vs)
-            rows.append({"paper": paper, "method": label, "dataset": ds, "model": model, "setting": setting,
-                         "metric": k, "mean": mean, "std": std, "n_seeds": len(vs),
-                         "seeds": " ".join(str(r["config"]["seed"]) for r in rs)})
-    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+# --------------------------------------------------------------------------- the settings tables and figures show
+def linked_sets(exp: dict) -> list[tuple[str, ...]]:
+    """The ``seed_linked`` key sets of a paper's claims (each names config keys that hold the run's seed)."""
+    return sorted({tuple(c["seed_linked"]) for c in exp.get("claims") or [] if c.get("seed_linked")})
 
 
-def welch_ci(a: list[float], b: list[float], level=0.95):
-    """CI of mean(a) - mean(b) (Welch)."""
-    from scipy import stats
-
-    na, nb = len(a), len(b)
-    ma, mb = sum(a) / na, sum(b) / nb
-    if na < 2 or nb < 2:
-        return ma - mb, None, None
-    va = sum((x - ma) ** 2 for x in a) / (na - 1)
-    vb = sum((x - mb) ** 2 for x in b) / (nb - 1)
-    se = math.sqrt(va / na + vb / nb)
-    if se == 0:
-        return ma - mb, ma - mb, ma - mb
-    df = (va / na + vb / nb) ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
-    t = stats.t.ppf(0.5 + level / 2, df)
-    return ma - mb, ma - mb - t * se, ma - mb + t * se
-
-
-def verdict(delta, lo, hi, higher_is_better: bool) -> str:
-    if lo is None:
-        return "inconclusive (fewer than 2 seeds)"
-    sign = 1 if higher_is_better else -1
-    lo_s, hi_s = sorted((sign * lo, sign * hi))
-    if lo_s > 0:
-        return "reproduced"
-    if hi_s < 0:
-        return "not reproduced at this scale"
-    return "inconclusive"
-
-
-def verdict_text(outcome: str, metric: str, mde: float, effect: float | None) -> str:
-    """The verdict with its reason: what the test could detect against the paper's own effect (the seeds that
-    would resolve that effect are in the ``seeds_needed`` column)."""
-    if outcome != "inconclusive" or mde is None or math.isnan(mde):
-        return outcome
-    d = 4 if metric in ("nll", "ts_nll", "rmse", "mse", "mae") else 2
-    unit = " points" if metric in PERCENT or metric.startswith(("top", "occ_")) or metric == "mape" else ""
-    detects = f"detects ≥ {shown(metric, mde):.{d}f}{unit}"
-    if effect is None or math.isnan(effect):
-        return f"inconclusive — {detects}; no paper effect in these units to compare"
-    paper = f"paper effect {shown(metric, abs(effect)):.{d}f}"
-    if abs(effect) < mde:
-        return f"inconclusive — underpowered: {detects}, {paper}"
-    return f"inconclusive — {detects}, {paper}: our difference is smaller than the paper's"
-
-
-def reported_effect(c: dict, rep: dict) -> float | None:
-    """The paper's (method - baseline) difference as a difference of the claim's metric in stored units
-    (fractions for calibration errors), or None when the paper's figures are not in the metric's units."""
-    if rep.get("reported_method") is None or rep.get("reported_baseline") is None:
-        return None
-    if any(isinstance(v, float) and math.isnan(v) for v in (rep["reported_method"], rep["reported_baseline"])):
-        return None
-    name = str(rep.get("reported_metric", "")).strip().lower()
-    if name == c["metric"]:  # a claim text quoting the pair in the metric's own (displayed) units
-        diff = float(rep["reported_method"]) - float(rep["reported_baseline"])
-        return diff / 100.0 if name in PERCENT else diff
-    for pattern, metric, sign in REPORTED_UNITS:
-        if re.search(pattern, name) and metric == c["metric"]:
-            diff = sign * (float(rep["reported_method"]) - float(rep["reported_baseline"]))
-            return diff / 100.0 if metric in PERCENT else diff
-    return None
-
-
-_TEXT_PAIR = re.compile(r"(\d+(?:\.\d+)?)%?\s+vs\.?\s+(\d+(?:\.\d+)?)%?\s*([A-Za-z][A-Za-z0-9 \-]*)?")
-
-
-def reported_from_text(c: dict) -> dict:
-    """``reported_*`` columns from a claim text that quotes the paper's pair ("2.88 vs 3.09 top-1 error"),
-    method first; {} when the text quotes none."""
-    m = _TEXT_PAIR.search(c.get("text", ""))
-    if not m:
-        return {}
-    return {"reported_metric": (m.group(3) or "").strip() or c["metric"], "reported_method": float(m.group(1)),
-            "reported_baseline": float(m.group(2)), "reported_dataset": "", "reported_model": "",
-            "reported_source": "claim text (experiments.yaml)", "reported_verified": True}
-
-
-def reported_row(c: dict, reported: pd.DataFrame) -> dict:
-    """The claim's reported.csv row (its ``reported:`` filter), as ``reported_*`` columns; {} if none."""
-    if not c.get("reported"):
-        return reported_from_text(c)
-    sel = reported
-    for k, v in c["reported"].items():
-        sel = sel[sel[k].astype(str) == str(v)]
-    if len(sel) < 1:
-        return reported_from_text(c)
-    r0 = sel.iloc[0]
-    return {"reported_metric": r0["metric"], "reported_method": r0["value"],
-            "reported_baseline": r0["baseline_value"], "reported_dataset": r0["dataset"],
-            "reported_model": r0["model"], "reported_source": r0["source"],
-            "reported_verified": bool(r0["verified"])}
-
-
-def _per_epoch(run: dict, key: str, claim: str, statistic: str) -> list[tuple[int, float]]:
-    """(epoch, value) of ``key`` over the run's epochs; an error unless every epoch was evaluated."""
-    vals = [(int(e["epoch"]), float(e[key])) for e in run["epochs"] if e.get(key) is not None]
-    last = max((int(e["epoch"]) for e in run["epochs"]), default=0)
-    if not vals or len({ep for ep, _ in vals}) < last:
-        every = run["config"].get("train", {}).get("eval_every", 1)
-        raise ValueError(f"claim {claim!r}: statistic {statistic!r} needs {key!r} at every epoch, but run "
-                         f"{run['dir'].name} has it at {len(vals)} of {last} epochs (train.eval_every: {every}); "
-                         f"set eval_every: 1 for these runs or use statistic: last")
-    return vals
-
-
-def run_value(run: dict, metric: str, statistic: str = "last", higher_is_better: bool = True,
-              claim: str = "?") -> float:
-    """One run's number for a claim: its ``metric`` reduced by ``statistic`` (see ``STATISTICS``)."""
-    if statistic == "last":
-        return float(scalar_metrics(run).get(metric, float("nan")))
-    if statistic == "ema_last":
-        ema = run["metrics"].get("test_ema") or {}
-        if isinstance(ema.get(metric), (int, float)):
-            return float(ema[metric])
-        vals = _per_epoch(run, f"test_{metric}_ema", claim, statistic)
-        return max(vals)[1]
-    key = f"test_{metric}_ema" if statistic == "ema_best" else f"test_{metric}"
-    vals = [v for _, v in sorted(_per_epoch(run, key, claim, statistic))]
-    if statistic in ("best_epoch", "ema_best"):
-        return max(vals) if higher_is_better else min(vals)
-    if statistic == "median_last_10":
-        if len(vals) < 10:
-            raise ValueError(f"claim {claim!r}: statistic 'median_last_10' needs 10 epochs, run {run['dir'].name} "
-                             f"has {len(vals)}")
-        return float(statistics.median(vals[-10:]))
-    raise ValueError(f"claim {claim!r}: unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
-
-
-def claim_arms(c: dict, runs: list[dict]) -> dict[str, dict]:
-    """``{setting: {"method": [run, ...], "baseline": [run, ...], "run": a run}}`` for one claim.
-
-    A claim's ``seed_linked:`` (dotted config keys) keeps only runs whose value there is their seed and
-    pools them into one setting: e.g. ``[dataset.options.shuffle_seed]`` compares methods over seeds that
-    each draw their own split."""
-    linked = tuple(c.get("seed_linked") or ())
-    settings: dict[str, dict] = {}
-    for r in runs:
-        if not matches(r, c.get("match")) or not seed_linked_ok(r, linked):
-            continue
-        setting = setting_id(r["config"], linked) if linked else r["setting"]
-        name = r["config"]["method"]["name"]
-        for arm, want in (("method", c["method"]), ("baseline", c["baseline"])):
-            if want in (name, r["label"]):
-                settings.setdefault(setting, {"method": [], "baseline": [], "run": r})[arm].append(r)
-    return settings
-
-
-def setting_differences(runs_by_setting: dict[str, dict]) -> dict[str, str]:
-    """``{setting: "train_size 5000, epochs 20"}``: the config values that tell one claim's settings apart
-    (last part of each dotted key, among keys every setting's config records; empty when the claim has
-    one setting)."""
-    if len(runs_by_setting) < 2:
-        return {}
-    flats = {k: flat(setting_config(r["config"])) for k, r in runs_by_setting.items()}
-    # keys every setting has (runs recorded before a key existed lack it: that is not a difference)
-    keys = sorted(set.intersection(*(set(f) for f in flats.values())))
-    differ = varying_keys(list(flats.values()), keys)
-    return {k: ", ".join(f"{kk.split('.')[-1]} {f.get(kk)}" for kk in differ) for k, f in flats.items()}
-
-
-def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """One row per (claim, setting) at ``scale``: both arms' seed means of the claim's statistic, the Welch
-    interval, the verdict with its reason (detectable effect against the paper's effect) and the paper's
-    reported figures."""
-    rows = []
-    for c in exp.get("claims") or []:
-        if c.get("scales") and scale not in c["scales"]:
-            continue
-        hib = c.get("higher_is_better", c["metric"] not in LOWER_BETTER)
-        stat = c.get("statistic", "last")
-        rep = reported_row(c, reported)
-        effect = reported_effect(c, rep)
-        arms_by_setting = claim_arms(c, runs)
-        regimes = setting_differences({k: v["run"] for k, v in arms_by_setting.items() if v["method"] and v["baseline"]})
-        for setting, arms in sorted(arms_by_setting.items()):
-            a, b = ([run_value(r, c["metric"], stat, hib, c["id"]) for r in arms[arm]] for arm in ("method", "baseline"))
-            a = [x for x in a if not math.isnan(x)]
-            b = [x for x in b if not math.isnan(x)]
-            if not a or not b:
-                continue
-            delta, lo, hi = welch_ci(a, b)
-            (ma, sa), (mb, sb) = seed_stats(a), seed_stats(b)
-            outcome = verdict(delta, lo, hi, hib)
-            mde = pw.mde(pw.pooled_sd(a, b), len(a), len(b)) if len(a) > 1 and len(b) > 1 else float("nan")
-            needed = (pw.seeds_needed(effect, pw.pooled_sd(a, b))
-                      if effect is not None and not math.isnan(mde) else None)
-            rows.append({
-                "paper": exp["paper"], "claim": c["id"], "text": c["text"], "scale": scale,
-                "dataset": arms["run"]["dataset"], "model": arms["run"]["model"], "setting": setting,
-                "regime": regimes.get(setting, ""),
-                "metric": c["metric"], "higher_is_better": hib,
-                "method": c["method"], "method_mean": ma, "method_std": sa if len(a) > 1 else None,
-                "n_method": len(a), "baseline": c["baseline"], "baseline_mean": mb,
-                "baseline_std": sb if len(b) > 1 else None, "n_baseline": len(b),
-                "delta": delta, "ci_low": lo, "ci_high": hi,
-                "verdict": verdict_text(outcome, c["metric"], mde, effect), **rep,
-                "statistic": stat, "outcome": outcome, "mde": mde, "reported_effect": effect,
-                "seeds_needed": needed, "method_values": " ".join(repr(x) for x in a),
-                "baseline_values": " ".join(repr(x) for x in b),
-            })
-    out = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    out["seeds_needed"] = out["seeds_needed"].astype("Int64")
+def shown_settings(runs: list[dict], linked: list[tuple[str, ...]] = ()) -> dict[str, list[dict]]:
+    """``{setting: [run, ...]}`` as tables and figures show them: each run's own setting and, per ``seed_linked``
+    key set, one setting pooling the runs whose keys hold their seed (the per-seed-split arm: seed k trained on
+    split k, as the claims pool them). A run's own setting is dropped when every run in it is pooled that way
+    (a split used by one seed only), so such an arm is one setting with its seeds, not one setting per split."""
+    own = group_by(runs, lambda r: r["setting"])
+    out: dict[str, list[dict]] = {}
+    pooled: set[int] = set()
+    for keys in linked:
+        members = [r for r in runs if seed_linked_ok(r, keys)]
+        pooled |= {id(r) for r in members}
+        for r in members:
+            out.setdefault(setting_id(r["config"], keys), []).append(r)
+    for setting, rs in own.items():
+        if not all(id(r) in pooled for r in rs):
+            out[setting] = rs
     return out
+
+
+def setting_labels(groups: dict[str, list[dict]], linked: list[tuple[str, ...]] = ()) -> dict[str, str]:
+    """``{setting: "train_size 5000, epochs 20"}``: the config values that tell settings of the same dataset and
+    model apart (the last part of each dotted key; a key some settings' runs lack is no difference), with
+    ``key = seed`` for a pooled per-seed setting; "" for a dataset and model with one setting."""
+    def described(setting: str, rs: list[dict]) -> dict:
+        keys = next((k for k in linked if setting_id(rs[0]["config"], k) == setting), ())
+        return {k: ("= seed" if k in keys else v) for k, v in flat(setting_config(rs[0]["config"])).items()}
+
+    flats = {s: described(s, rs) for s, rs in groups.items()}
+    out = {}
+    for same in group_by(list(groups), lambda s: (groups[s][0]["dataset"], groups[s][0]["model"])).values():
+        if len(same) < 2:
+            out.update({s: "" for s in same})
+            continue
+        keys = sorted(set.intersection(*(set(flats[s]) for s in same)))
+        differ = varying_keys([flats[s] for s in same], keys)
+        out.update({s: ", ".join(_key_value(k, flats[s].get(k)) for k in differ) for s in same})
+    return out
+
+
+def _key_value(key: str, value) -> str:
+    name = key.split(".")[-1]
+    return f"{name} {value}" if value != "= seed" else f"{name} = seed"
+
+
+# --------------------------------------------------------------------------- per-paper tables
+def long_table(runs: list[dict], paper: str, linked: list[tuple[str, ...]] = ()) -> pd.DataFrame:
+    """One row per (method label, shown setting, metric): mean, std and number of seeds."""
+    rows = []
+    groups = shown_settings(runs, linked)
+    labels = setting_labels(groups, linked)
+    for setting, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["dataset"], kv[1][0]["model"], kv[0])):
+        for label, g in sorted(group_by(rs, lambda r: r["label"]).items()):
+            vals: dict[str, list[float]] = {}
+            for r in g:
+                for k, v in scalar_metrics(r).items():
+                    vals.setdefault(k, []).append(float(v))
+            for k, vs in sorted(vals.items()):
+                mean, std = seed_stats(vs)
+                rows.append({"paper": paper, "method": label, "dataset": g[0]["dataset"], "model": g[0]["model"],
+                             "setting": setting, "setting_label": labels[setting], "metric": k, "mean": mean,
+                             "std": std, "n_seeds": len(vs),
+                             "seeds": " ".join(str(r["config"]["seed"]) for r in g)})
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
 # --------------------------------------------------------------------------- cross-method matrix
@@ -417,8 +238,7 @@ OVERFIT_ECE = 15.0
 
 def regime(ce_ece: float | None) -> str:
     """How over-confident cross-entropy (``erm``) ends in a setting, from its mean ECE in percent: the
-    regime a calibration comparison there is made in."""
+    regime a calibration comparison there is made in ("data-limited, CE ECE 35%", "CE ECE 6%")."""
     if ce_ece is None or pd.isna(ce_ece):
         return "no CE run"
-    kind = "data-limited" if ce_ece >= OVERFIT_ECE else "single-digit CE ECE" if ce_ece < 10 else "CE ECE 10-15%"
-    return f"{kind} (CE ECE {ce_ece:.1f}%)"
+    return f"data-limited, CE ECE {ce_ece:.0f}%" if ce_ece >= OVERFIT_ECE else f"CE ECE {ce_ece:.0f}%"

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from common.aggregate.runs import load_runs, matches
-from common.aggregate.stats import group_by
+from common.aggregate.stats import group_by, regime
 
 #: preferred panel order; other methods follow alphabetically
 METHOD_ORDER = ("erm", "label_smoothing", "focal", "mixup", "rankmixup_mrl", "rankmixup_mndcg")
@@ -78,6 +78,13 @@ def _group(paths, match: dict | None = None) -> dict:
     return {k: [r["metrics"] for r in rs] for k, rs in group_by(runs, key).items()}
 
 
+def _regime(groups: dict, setting: str) -> str:
+    """The setting's regime named by cross-entropy's mean ECE there (``common.aggregate.stats.regime``)."""
+    ce = [float(m["test"]["ece"]) for (s, meth), runs in groups.items() if s == setting and meth == "erm"
+          for m in runs if "ece" in m["test"]]
+    return regime(100 * sum(ce) / len(ce) if ce else None)
+
+
 def _method_sort_key(method: str):
     base = method.split(" ")[0]
     return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
@@ -117,11 +124,11 @@ def reliability_diagram(paths, out_path, match: dict | None = None, title: str |
             acc = [a if a is not None else 0.0 for a in bins["acc"]]
             conf = [f if f is not None else 0.0 for f in bins["conf"]]
             has = [cnt > 0 for cnt in bins["count"]]
-            ax.bar(lo, acc, width=w, align="edge", color="tab:blue", edgecolor="k", lw=0.4, label="accuracy")
+            ax.bar(lo, acc, width=w, align="edge", color="#0072B2", edgecolor="k", lw=0.4, label="accuracy")
             gap_bottom = [min(a, f) for a, f in zip(acc, conf)]
             gap_h = [abs(f - a) if h else 0.0 for a, f, h in zip(acc, conf, has)]
-            ax.bar(lo, gap_h, bottom=gap_bottom, width=w, align="edge", color="tab:red", alpha=0.35,
-                   edgecolor="tab:red", lw=0.4, label="gap to confidence")
+            ax.bar(lo, gap_h, bottom=gap_bottom, width=w, align="edge", color="#D55E00", alpha=0.35,
+                   edgecolor="#D55E00", lw=0.4, label="gap to confidence")
             n = sum(bins["count"])
             share = ax.twinx()
             share.plot([a + ww / 2 for a, ww in zip(lo, w)], [cnt / n for cnt in bins["count"]], color="0.3",
@@ -136,7 +143,7 @@ def reliability_diagram(paths, out_path, match: dict | None = None, title: str |
             base = meth.split(" ")[0]
             ax.set_title(f"{LABELS.get(base, base)}{meth[len(base):]}\n{ece_txt} (n={len(runs)})", fontsize=7)
             if c == 0:
-                ax.set_ylabel(f"{s}\naccuracy", fontsize=7)
+                ax.set_ylabel(f"{s}\n{_regime(groups, s)}\naccuracy", fontsize=7)
             if r == nr - 1:
                 ax.set_xlabel("confidence", fontsize=7)
             ax.tick_params(labelsize=6)

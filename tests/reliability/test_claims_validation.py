@@ -85,6 +85,13 @@ def test_a_reported_filter_that_matches_no_row(tmp_path):
     ((HEADER, ROW + ",extra"), r"reported\.csv, line 2: expected 10 columns, got 11"),
     ((HEADER, ROW.replace(",3.0,", ",three,")), r"reported\.csv, line 2: column 'value' must be a number"),
     ((HEADER, ROW.replace(",Table 1", ",")), r"reported\.csv, line 2: column 'source' is empty"),
+    ((HEADER, ROW.replace(",3.0,", ",inf,")), r"reported\.csv, line 2: column 'value' is 'inf'; a figure must be a "
+                                              r"finite number"),
+    ((HEADER, ROW.replace(",4.0,", ",-inf,").replace("Table 1", "UNVERIFIED: Table 1")),
+     r"line 2: column 'baseline_value' is '-inf'; a figure must be a finite number"),
+    ((HEADER, ROW.replace(",3.0,", ",nan,")), r"line 2: column 'value' is 'nan'; only a row whose source starts with "
+                                              r"UNVERIFIED may leave a figure out"),
+    ((HEADER, ROW.replace(",3.0,", ",,")), r"line 2: column 'value' is empty; only a row whose source starts"),
 ])
 def test_a_malformed_reported_csv_names_file_and_line(tmp_path, lines, message):
     with pytest.raises(ConfigError, match=message + r".*\(reported\.csv of paper 'p'\)"):
@@ -105,3 +112,36 @@ def test_seed_linked_keeps_only_runs_whose_key_holds_their_seed():
         validate_claims("p", _exp(scales=["quick"], seed_linked=["dataset.options.shuffle_seed"]), runs, None)
     with pytest.raises(ConfigError, match=r"claim 'c1': seed_linked must be a list of dotted config keys"):
         validate_claims("p", _exp(scales=["quick"], seed_linked="dataset.options.shuffle_seed"), RUNS, None)
+
+
+def test_nan_means_no_figure_on_an_unverified_row_and_an_empty_baseline_means_none(tmp_path):
+    from common.aggregate import load_reported
+
+    csv = _csv(tmp_path, HEADER, ROW.replace(",3.0,", ",nan,").replace("Table 1", "UNVERIFIED: not read"),
+               ROW.replace(",4.0,", ",,"))
+    rows = load_reported(csv)
+    assert rows["value"].isna().iloc[0] and not rows["verified"].iloc[0]
+    assert rows["baseline_value"].isna().iloc[1] and rows["verified"].iloc[1]
+    validate_claims("p", _exp(reported={"method": "Mixup", "metric": "top1_err"}), RUNS, csv)
+
+
+def test_secondary_to_must_name_another_claim_of_the_paper():
+    exp = _exp(secondary_to="c2")
+    with pytest.raises(ConfigError, match=r"claim 'c1': secondary_to 'c2' names no other claim of this paper"):
+        validate_claims("p", exp, RUNS, None)
+    exp["claims"].append({"id": "c2", "text": "t", "metric": "top1", "method": "mixup", "baseline": "erm"})
+    validate_claims("p", exp, RUNS, None)
+
+
+def test_an_arm_matching_two_runs_of_one_seed_is_ambiguous():
+    runs = {"quick": RUNS["quick"] + [{**CFG, "method": {"name": "mixup", "alpha": 0.2}}]}
+    with pytest.raises(ConfigError, match=r"claim 'c1': method 'mixup' matches several runs of seed\(s\) \[0\] in one "
+                                          r"setting \(labels mixup\(alpha=0.2\), mixup\(alpha=1.0\)\); name one label"):
+        validate_claims("p", _exp(scales=["quick"]), runs, None)
+    validate_claims("p", _exp(scales=["quick"], method="mixup(alpha=0.2)"), runs, None)
+
+
+def test_a_reported_baseline_filter_is_checked_like_reported(tmp_path):
+    csv = _csv(tmp_path, HEADER, ROW)
+    with pytest.raises(ConfigError, match=r"claim 'c1': reported_baseline: \{'method': 'ERM'\} matches no row"):
+        validate_claims("p", _exp(reported={"method": "Mixup"}, reported_baseline={"method": "ERM"}), RUNS, csv)
