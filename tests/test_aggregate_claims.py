@@ -53,3 +53,21 @@ def test_the_test_follows_the_design_not_the_data():
     for paper in PAPERS:
         for c, _ in _claims(paper):
             assert claim_design(c)["test"] == ("paired t" if c.get("seed_linked") else "Welch t"), c["id"]
+
+
+def test_statistic_at_a_scale_replaces_the_papers_and_the_row_names_both():
+    """mixup's claim is the paper's median of the last 10 epochs; its cpu runs are evaluated twice, so
+    ``statistic_at: {cpu: last}`` evaluates the final epoch there and the table says the paper used the median."""
+    from common.aggregate.claims import at_scale
+    from common.aggregate.render import ours_cell
+    from common.aggregate.validate import _claim_keys
+
+    c = {"id": "c", "text": "t", "metric": "top1", "method": "mixup", "baseline": "erm",
+         "statistic": "median_last_10", "statistic_at": {"cpu": "last"}}
+    assert at_scale(c, "quick")["statistic"] == "median_last_10" and "paper_statistic" not in at_scale(c, "quick")
+    cpu = at_scale(c, "cpu")
+    assert (cpu["statistic"], cpu["paper_statistic"]) == ("last", "median_last_10")
+    row = {"method": "mixup", "baseline": "erm", "metric": "top1", "statistic": "last", "paper_statistic": "median_last_10"}
+    cell = ours_cell(row, {"method_mean": 70.0, "method_std": 1.0, "baseline_mean": 64.0, "baseline_std": 1.0}, 1)
+    assert "the paper: median of the last 10 evaluated epochs" in cell
+    assert any("statistic_at.cpu" in e for e in _claim_keys({**c, "statistic_at": {"cpu": "lasst"}}, {"c"}))

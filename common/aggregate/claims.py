@@ -77,7 +77,7 @@ NOT_EVALUATED = "not evaluated"
 
 CLAIM_COLUMNS = [
     "paper", "claim", "label", "text", "role", "scale", "dataset", "model", "setting", "regime_name", "regime",
-    "metric", "direction", "statistic", "method", "method_mean", "method_std", "n_method", "baseline",
+    "metric", "direction", "statistic", "paper_statistic", "method", "method_mean", "method_std", "n_method", "baseline",
     "baseline_mean", "baseline_std", "n_baseline", "test", "test_why", "seed_controls", "n", "delta", "ci95_low",
     "ci95_high", "p", "family_size", "p_adj", "level_adj", "ci_low", "ci_high", "mde", "outcome", "verdict",
     "reported_metric", "reported_method", "reported_baseline", "reported_baseline_method", "reported_dataset",
@@ -453,7 +453,7 @@ def claim_rows(c: dict, runs: list[dict], paper: str, reported: pd.DataFrame, sc
             "scale": scale, "dataset": arms["baseline"][0]["dataset"], "model": arms["baseline"][0]["model"],
             "setting": setting, "regime_name": name, "regime": details, "metric": c["metric"],
             "direction": direction, "statistic": c.get("statistic", "last"),
-            "method": c["method"], "method_mean": ma, "method_std": sa, "n_method": len(v["method"]),
+            "paper_statistic": c.get("paper_statistic"), "method": c["method"], "method_mean": ma, "method_std": sa, "n_method": len(v["method"]),
             "baseline": c["baseline"], "baseline_mean": mb, "baseline_std": sb, "n_baseline": len(v["baseline"]),
             "test": design["test"], "test_why": design["why"], "seed_controls": design["seed_controls"],
             "n": test.n, "delta": test.delta, "ci95_low": lo95, "ci95_high": hi95, "p": test.p,
@@ -482,13 +482,23 @@ def adjust_family(rows: list[dict]) -> None:
         r["verdict"] = verdict_text(r["outcome"], lo, hi, r["direction"], effect, bool(r.get("reported_verified", True)))
 
 
+def at_scale(c: dict, scale: str) -> dict:
+    """The claim as evaluated at ``scale``: ``statistic_at: {<scale>: <statistic>}`` replaces the paper's
+    ``statistic`` at a scale whose runs cannot give it (e.g. evaluated twice, so no median of the last 10
+    epochs); the row then keeps the paper's as ``paper_statistic``, and the tables name both."""
+    over = (c.get("statistic_at") or {}).get(scale)
+    if over is None or over == c.get("statistic", "last"):
+        return c
+    return {**c, "statistic": over, "paper_statistic": c.get("statistic", "last")}
+
+
 def claims_table(runs: list[dict], exp: dict, reported: pd.DataFrame, scale: str) -> pd.DataFrame:
     """One row per (claim, setting) at ``scale`` (claims whose ``scales`` leave it out are skipped); a claim
     with no setting to test is one "not evaluated" row with the reason."""
     rows = []
     for c in exp.get("claims") or []:
         if not c.get("scales") or scale in c["scales"]:
-            rows += claim_rows(c, runs, exp["paper"], reported, scale)
+            rows += claim_rows(at_scale(c, scale), runs, exp["paper"], reported, scale)
     adjust_family(rows)
     out = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     out["seeds_needed"] = out["seeds_needed"].astype("Int64")

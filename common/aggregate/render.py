@@ -151,7 +151,11 @@ def ours_cell(r, v: dict, d: int) -> str:
     stat = r.get("statistic") or "last"
     s = (f"`{r['method']}` {fmt(v['method_mean'], v['method_std'], digits=d)} vs "
          f"`{r['baseline']}` {fmt(v['baseline_mean'], v['baseline_std'], digits=d)} ({header(r['metric'])}")
-    return s + (f", {STATISTICS.get(stat, stat)})" if stat != "last" else ")")
+    s += f", {STATISTICS.get(stat, stat)}" if stat != "last" else ""
+    paper_stat = r.get("paper_statistic")
+    if isinstance(paper_stat, str) and paper_stat:  # statistic_at: these runs cannot give the paper's statistic
+        s += f"; the paper: {STATISTICS.get(paper_stat, paper_stat)}"
+    return s + ")"
 
 
 def regime_cell(r) -> str:

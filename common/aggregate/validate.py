@@ -59,9 +59,11 @@ def _claim_keys(c: dict, ids: set) -> list[str]:
     """What is wrong with a claim's own keys beyond the schema's checks (common/schemas/experiments.schema.json:
     unknown keys, types, the direction's values), so a claims dict built in code is checked too."""
     errors = []
-    stat = c.get("statistic", "last")
-    if stat not in STATISTICS:
-        errors.append(f"unknown statistic {stat!r}.{did_you_mean(stat, STATISTICS)} Known: {', '.join(STATISTICS)}")
+    for where, stat in [("statistic", c.get("statistic", "last")),
+                        *((f"statistic_at.{k}", v) for k, v in (c.get("statistic_at") or {}).items())]:
+        if stat not in STATISTICS:
+            errors.append(f"{where}: unknown statistic {stat!r}.{did_you_mean(stat, STATISTICS)} "
+                          f"Known: {', '.join(STATISTICS)}")
     metric = c.get("metric")
     if metric not in KNOWN_METRICS:
         errors.append(f"unknown metric {metric!r}.{did_you_mean(metric, KNOWN_METRICS)} "
