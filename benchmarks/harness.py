@@ -10,7 +10,7 @@ import torch.nn as nn
 from common.data import ArrayData, BatchTransform, CIFAR10_MEAN, CIFAR10_STD
 from common.methods import Batch, RunContext, TrainState
 from common.models import build_model
-from common.train import make_optimizer
+from common.optim import make_optimizer
 
 CNN = {"name": "resnet20", "width": 16}
 VIT = {"name": "vit", "patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3}

@@ -10,7 +10,8 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from common.config import resolve
-from common.train import lr_at, make_optimizer, total_epochs, train
+from common.optim import lr_at, make_optimizer, total_epochs
+from common.train import train
 
 
 def _t(**over):

@@ -17,7 +17,7 @@ PAYLOAD = 300_000  # floats: serialising takes long enough that an unlocked rota
 
 WRITER = textwrap.dedent(f"""
     import sys, torch
-    from common.train import save_checkpoint
+    from common.checkpoint import save_checkpoint
     d, who = sys.argv[1], int(sys.argv[2])
     w = torch.full(({PAYLOAD},), float(who))
     for i in range({SAVES}):
@@ -31,7 +31,7 @@ def _check(state) -> None:
 
 
 def test_concurrent_savers_never_fail_and_last_is_always_readable(tmp_path):
-    from common.train import save_checkpoint
+    from common.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "ckpt"
     save_checkpoint(ckpt, {"writer": 0, "i": -1, "w": torch.zeros(PAYLOAD)})
@@ -53,7 +53,7 @@ def test_concurrent_savers_never_fail_and_last_is_always_readable(tmp_path):
     def reader() -> None:
         try:
             while not writers_done.is_set() or len(reads) < 5:
-                state = torch.load(ckpt / "last.pt", weights_only=False)  # no lock: must always be there
+                state = torch.load(ckpt / "last.pt", weights_only=True)  # no lock: must always be there
                 _check(state)
                 reads.append(state["writer"])
         except BaseException as e:  # noqa: BLE001
@@ -79,6 +79,6 @@ def test_concurrent_savers_never_fail_and_last_is_always_readable(tmp_path):
     assert errors == [], errors
     assert len(reads) >= 5
     for name in ("last.pt", "prev.pt"):
-        _check(torch.load(ckpt / name, weights_only=False))
+        _check(torch.load(ckpt / name, weights_only=True))
     assert stray_temp_files(tmp_path) == []
     assert sorted(p.name for p in ckpt.iterdir()) == [".lock", "last.pt", "prev.pt"]
