@@ -38,7 +38,7 @@ from .batch import Batch
 from .checkpoint import (PROGRESS, default_checkpoint_dir, load_checkpoint, mark_finished, mark_interrupted,
                          plain_state, restore_plain_state, run_code_digest, save_checkpoint)
 from .config import apply_overrides, load_config_file, parse_config_text, resolve, validate_run_config
-from .data import BatchTransform, Loader, epoch_generator, prepare_splits, _mix_seed
+from .data import BatchTransform, Loader, _mix_seed, prepare_splits
 from .distributed import Dist, rank_seed, setup as setup_distributed
 from .errors import ConfigError, DataError, NonFiniteLoss, WriteError
 from .fileio import atomic_write_text, git_commit, hardware, json_text, package_versions, thread_settings, write_temp
@@ -255,11 +255,20 @@ class EpochState:
                 "n_steps": self.n_steps, "method": plain_state(run.method)}
 
 
+def epoch_seeds(seed: int, rank: int, epoch: int) -> tuple[int, int]:
+    """``(mixing generator seed, torch global seed)`` of ``rank`` in ``epoch``: keyed by
+    ``(seed + rank, epoch)`` (:func:`common.distributed.rank_seed`), so rank 0 draws exactly what a
+    single process draws and every other rank draws its own."""
+    s = rank_seed(seed, rank)
+    return _mix_seed(s, epoch, 0x3A11), _mix_seed(s, epoch, 0x70C4)
+
+
 def _epoch_start(run: Run, prog: Progress, epoch: int) -> EpochState:
-    """Seed the epoch's draws from ``(seed + rank, epoch)``; continue a stopped epoch where it stopped."""
-    s = rank_seed(run.cfg["seed"], run.dist.rank)
-    torch.manual_seed(_mix_seed(s, epoch, 0x70C4))  # dropout, drop-path: keyed by epoch (and rank)
-    es = EpochState(epoch_generator(s, epoch, 0x3A11))
+    """Seed the epoch's draws (mixing; dropout and drop-path through torch's global RNG) from
+    :func:`epoch_seeds`; continue a stopped epoch where it stopped."""
+    mix, glob = epoch_seeds(run.cfg["seed"], run.dist.rank, epoch)
+    torch.manual_seed(glob)
+    es = EpochState(torch.Generator().manual_seed(mix))
     p = prog.partial
     if p is None or p["epoch"] != epoch:
         return es

@@ -97,3 +97,44 @@ def test_amp_stays_off_on_cpu(tmp_path):
     a, _ = _run(tmp_path, "plain")
     b, _ = _run(tmp_path, "amp", amp=True, amp_dtype="bfloat16")
     assert a["test"] == b["test"]
+
+
+def _deit_epoch_lrs(t, n_epochs):
+    """The lr each epoch trains at in DeiT's main.py: timm's CosineLRScheduler is created before
+    training (which sets the warmup lr) and ``lr_scheduler.step(epoch)`` runs after each epoch."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=t["lr"])
+    s = CosineLRScheduler(opt, t_initial=t["epochs"], lr_min=t["min_lr"], warmup_t=t["warmup_epochs"],
+                          warmup_lr_init=t["warmup_lr"], cycle_limit=1, t_in_epochs=True)
+    out = []
+    for epoch in range(n_epochs):
+        out.append(opt.param_groups[0]["lr"])  # train_one_epoch(...) at this lr
+        s.step(epoch)
+    return out
+
+
+def test_lr_epoch_lag_runs_deits_scheduler_one_epoch_late():
+    t = _t(lr=1e-3, epochs=10, warmup_epochs=3, warmup_lr=1e-6, min_lr=1e-5, cooldown_epochs=2, lr_per="epoch",
+           lr_epoch_lag=1)
+    spe = 4
+    got = [lr_at(e * spe + k, spe, t) for e in range(total_epochs(t)) for k in range(spe)]
+    want = [lr for lr in _deit_epoch_lrs(t, total_epochs(t)) for _ in range(spe)]
+    assert got == pytest.approx(want, rel=1e-12, abs=0)
+    unlagged = [lr_at(e * spe, spe, {**t, "lr_epoch_lag": 0}) for e in range(total_epochs(t))]
+    assert got[::spe] == [unlagged[0]] + unlagged[:-1]  # epoch e at lr(e - 1); epochs 0 and 1 both at lr(0)
+
+
+def test_lr_epoch_lag_needs_per_epoch_schedule_and_is_neutral_at_zero():
+    from common.config import ConfigError, run_id, validate_run_config
+
+    with pytest.raises(ConfigError, match="train.lr_epoch_lag"):
+        validate_run_config(resolve({"train": {"lr_epoch_lag": 1}}))  # lr_per: step
+    assert run_id(resolve({"train": {"lr_epoch_lag": 0}})) == run_id(resolve({}))
+    assert run_id(resolve({"train": {"lr_epoch_lag": 1, "lr_per": "epoch"}})) != \
+        run_id(resolve({"train": {"lr_per": "epoch"}}))
+
+
+def test_accum_steps_is_runtime_only():
+    from common.config import run_id
+
+    assert run_id(resolve({"resources": {"accum_steps": 4}})) == run_id(resolve({}))
+    assert resolve({})["resources"]["accum_steps"] == 1

@@ -82,3 +82,44 @@ def test_concurrent_savers_never_fail_and_last_is_always_readable(tmp_path):
         _check(torch.load(ckpt / name, weights_only=True))
     assert stray_temp_files(tmp_path) == []
     assert sorted(p.name for p in ckpt.iterdir()) == [".lock", "last.pt", "prev.pt"]
+
+
+def test_every_rotation_happens_under_the_directory_lock(tmp_path, monkeypatch):
+    """Deterministic counterpart of the test above, which can pass without the lock when no two
+    rotations happen to overlap on a 2-core machine: at every rename that puts a file in place as
+    ``last.pt``, ``prev.pt`` or ``last.pt.corrupt``, another open file description of
+    ``<dir>/.lock`` cannot take the lock, i.e. the saver holds it."""
+    import fcntl
+    import os
+    from pathlib import Path
+
+    import common.checkpoint as ck
+
+    ckpt = tmp_path / "ckpt"
+    ck.save_checkpoint(ckpt, {"i": 0})
+    real_replace = os.replace
+    seen = []
+
+    def held() -> bool:
+        fd = os.open(ckpt / ".lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also releases the lock if this probe took it
+        return False
+
+    def replace(src, dst, *a, **k):
+        if Path(dst).parent == ckpt and Path(dst).name in ("last.pt", "prev.pt", "last.pt.corrupt"):
+            seen.append((Path(dst).name, held()))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(ck.os, "replace", replace)
+    for i in range(1, 3):
+        ck.save_checkpoint(ckpt, {"i": i})
+    (ckpt / "last.pt").write_bytes(b"truncated")  # set aside as last.pt.corrupt by the next save
+    ck.save_checkpoint(ckpt, {"i": 3})
+    monkeypatch.undo()
+    assert {name for name, _ in seen} == {"last.pt", "prev.pt", "last.pt.corrupt"}
+    assert all(locked for _, locked in seen), seen

@@ -112,14 +112,47 @@ METHOD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(METHOD_CONFIGS))
-def test_methods_with_epoch_counters_resume_exactly_mid_epoch(tmp_path, monkeypatch, name):
+def _image_folder(root):
+    """``<root>/imagenet/{train,val}/<class>/*.JPEG``: 2 classes of random 20x24 images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, per in (("train", 9), ("val", 4)):
+        for c in ("n01", "n02"):
+            d = root / "imagenet" / split / c
+            d.mkdir(parents=True)
+            for i in range(per):
+                Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(d / f"{i}.JPEG")
+    return str(root)
+
+
+def _file_configs(tmp_path) -> dict:
+    """The DataLoader path: image files with the batched augmentation, and an in-memory split with a
+    per-sample transform (a resumed epoch skips batches without reading them)."""
+    small = {"model": {"name": "resnet8", "width": 4}, "method": {"name": "cutmix", "alpha": 1.0, "prob": 1.0},
+             "eval": {"batch_size": 5, "occlusion": None}}
+    return {
+        "files_batched_augment": {**small, "seed": 5, "dataset": {
+            "name": "imagenet", "root": _image_folder(tmp_path / "data"), "loader": {"workers": 0},
+            "options": {"image_size": 12, "resize": 14}},
+            "train": {"epochs": 2, "batch_size": 4, "lr": 0.01, "num_threads": 1, "augment": {"pad": 2, "flip": True}}},
+        "per_sample_transform": {**small, "seed": 6, "dataset": {
+            "name": "random", "loader": {"workers": 0}, "transform": {"reflect_pad": 2, "hflip": 0.5},
+            "options": {"n_train": 20, "n_test": 9, "image_size": 8}},
+            "train": {"epochs": 2, "batch_size": 4, "lr": 0.01, "num_threads": 1}},
+    }
+
+
+@pytest.mark.parametrize("name", sorted(METHOD_CONFIGS) + ["files_batched_augment", "per_sample_transform"])
+def test_a_stop_mid_epoch_resumes_exactly(tmp_path, monkeypatch, name):
+    """Per method with epoch counters, and per loader path."""
     from common.train import train
     from common.walltime import RunInterrupted
 
-    cfg = resolve(METHOD_CONFIGS[name])
+    cfg = resolve({**METHOD_CONFIGS, **_file_configs(tmp_path)}[name])
     want = train(cfg, tmp_path / "a" / "run", tmp_path / "a" / "ck", progress=False)
-    _signal_after(monkeypatch, 7)  # transmix: batch 3 of epoch 2 (5 steps per epoch); c_mixup: batch 8 of 9
+    _signal_after(monkeypatch, 7)  # inside epoch 2 (5 steps per epoch) or 1 (c_mixup: 9 steps)
     with pytest.raises(RunInterrupted, match="SIGUSR1 after batch"):
         train(cfg, tmp_path / "b" / "run", tmp_path / "b" / "ck", progress=False)
     monkeypatch.undo()
@@ -127,7 +160,8 @@ def test_methods_with_epoch_counters_resume_exactly_mid_epoch(tmp_path, monkeypa
     assert got["provenance"]["resumed_from_batch"] > 0
     assert got["test"] == want["test"] and got.get("test_ema") == want.get("test_ema")
     assert _rows(tmp_path / "b" / "run") == _rows(tmp_path / "a" / "run")
-    assert any(k.startswith("train_") and k != "train_loss" for k in _rows(tmp_path / "a" / "run")[0])
+    if name in METHOD_CONFIGS:
+        assert any(k.startswith("train_") and k != "train_loss" for k in _rows(tmp_path / "a" / "run")[0])
 
 
 def test_the_signal_handlers_are_put_back(tmp_path):
