@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rel_helpers import ROOT, env, epochs, run_train, tiny, train_cmd, write_config
+from rel_helpers import ROOT, env, epochs, limit_file_size, run_train, tiny, train_cmd, write_config
 
 
 @pytest.mark.parametrize("out,want", [
@@ -94,15 +94,6 @@ def test_failed_stopped_or_killed_runs_leave_the_run_directory_as_it_was(tmp_pat
     assert epochs(out) == reference["epochs"]  # the finished run's files replaced the old ones
 
 
-def _limit_file_size(nbytes: int):
-    import resource
-
-    def pre():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
-    return pre
-
-
 @pytest.mark.slow
 def test_a_first_checkpoint_that_cannot_be_written_leaves_nothing_behind(tmp_path):
     """A file-size limit below the checkpoint's size (a cluster's ``ulimit -f``) on a fresh run:
@@ -116,7 +107,7 @@ def test_a_first_checkpoint_that_cannot_be_written_leaves_nothing_behind(tmp_pat
     size = (tmp_path / "warm" / "ck" / "last.pt").stat().st_size
     out = tmp_path / "results" / "runs" / "r"
     r = subprocess.run(train_cmd(cfg, out), cwd=tmp_path, env=e, capture_output=True, text=True, timeout=240,
-                       preexec_fn=_limit_file_size(size // 2))
+                       preexec_fn=limit_file_size(size // 2))
     assert r.returncode == 4 and "cannot write checkpoint" in r.stderr, r.stderr
     assert not (tmp_path / "results").exists()
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from rel_helpers import (PLUGIN_DIR, assert_same_run, env, epochs, metrics, popen_train, run_train, tiny, wait_for,
+from rel_helpers import (PLUGIN_DIR, assert_same_run, env, epochs, metrics, popen_train, run_train, signal_when, tiny,
                          write_config)
 
 from common.config import resolve
@@ -61,13 +61,7 @@ def test_a_signal_from_outside_stops_and_resumes_exactly(tmp_path, reference):
     cfg = write_config(tmp_path / "run.yaml", tiny())
     out, ckpt = tmp_path / "runs" / "r", tmp_path / "ckpt"
     proc = popen_train(cfg, out, "--ckpt-dir", str(ckpt), cwd=tmp_path)
-    try:
-        wait_for(ckpt / "epochs.jsonl", proc)  # epoch 1 is checkpointed; epochs 2 and 3 remain
-        proc.send_signal(signal.SIGUSR1)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _, stderr = signal_when(ckpt / "epochs.jsonl", proc, signal.SIGUSR1)  # epoch 1 checkpointed; 2 and 3 remain
     assert proc.returncode == 75, stderr
     assert not out.exists() and (ckpt / "interrupted.json").exists()
     r = run_train(cfg, out, "--ckpt-dir", str(ckpt), cwd=tmp_path)

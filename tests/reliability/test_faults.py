@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rel_helpers import (
-    assert_same_run, env, epochs, metrics, popen_train, run_train, stray_temp_files, tiny, wait_for, write_config,
+    assert_same_run, env, epochs, metrics, popen_train, run_train, signal_when, stray_temp_files, tiny, write_config,
 )
 
 from common.config import resolve
@@ -28,14 +28,8 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_uninterrupted_run(tmp_
     cfg = write_config(tmp_path / "run.yaml", tiny())
     out, ckpt = tmp_path / "runs" / "r", tmp_path / "ckpt"
     proc = popen_train(cfg, out, "--ckpt-dir", str(ckpt), cwd=tmp_path)
-    try:
-        wait_for(ckpt / "last.pt", proc)  # epoch 1 is done and checkpointed (atomically)
-        time.sleep(0.02)  # into epoch 2 (35 steps + evaluation: ~0.2 s or more)
-        proc.send_signal(signal.SIGKILL)
-        stdout, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # epoch 1 is done and checkpointed (atomically); 0.02 s later: into epoch 2 (35 steps + evaluation: ~0.2 s or more)
+    stdout, _ = signal_when(ckpt / "last.pt", proc, signal.SIGKILL, delay=0.02)
     assert proc.returncode == -signal.SIGKILL
     assert '"epoch": 1' in stdout and '"epoch": 2' not in stdout, stdout  # killed inside epoch 2
     assert not (out / "metrics.json").exists()
