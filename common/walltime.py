@@ -9,15 +9,16 @@ metrics and ``epochs.jsonl`` as an uninterrupted run.
 
 Under torchrun every rank checks, after each step, whether any rank was signalled (one gloo
 all-reduce of a flag), so all stop after the same step; rank 0 writes the checkpoint. torchrun
-itself (``torch.distributed.elastic``, torch 2.10) handles only the signals named in
-``TORCHELASTIC_SIGNALS_TO_HANDLE`` (default ``SIGTERM,SIGINT,SIGHUP,SIGQUIT``): it forwards such a
-signal to every worker, waits ``--shutdown_timeout`` / ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` seconds
-(default 30) and then SIGKILLs them, and exits non-zero itself (not 75). SIGUSR1 is not handled by
-default, so torchrun dies of it (the default action) unless the launcher adds it to that list. A
-launcher should therefore add ``SIGUSR1`` to ``TORCHELASTIC_SIGNALS_TO_HANDLE``, give a shutdown
-timeout longer than a checkpoint write, and treat the run as "to be resumed" when the checkpoint
-directory says so (:func:`common.checkpoint.was_interrupted`), since torchrun's own status is not
-the workers' 75.
+itself (``torch.distributed.run``, torch 2.10) catches only the signals of its
+``--signals-to-handle`` option (env ``PET_SIGNALS_TO_HANDLE``; default
+``SIGTERM,SIGINT,SIGHUP,SIGQUIT``): it forwards such a signal to every worker, waits
+``--shutdown-timeout`` seconds (env ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``, default 30) and then
+SIGKILLs them, and exits with status 1 (a ``SignalException``), not 75. SIGUSR1 is not in the
+default list: torchrun dies of it (the default action) and the workers, not signalled, run on. So a
+launcher using SIGUSR1 passes ``--signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1``, gives a
+shutdown timeout longer than a checkpoint write, and, as torchrun's status is not the workers' 75,
+reads :func:`common.checkpoint.was_interrupted` (``<ckpt>/interrupted.json``) to know that the run
+stopped to be resumed (both checked in ``tests/test_ddp.py``).
 """
 from __future__ import annotations
 

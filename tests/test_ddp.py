@@ -208,3 +208,35 @@ def test_two_ranks_equal_one_process_accumulating_the_same_global_batch(tmp_path
     assert abs(a["test"]["top1"] - b["test"]["top1"]) <= 100 / n_test + 1e-9  # at most one test image
     for k in ("nll", "ece"):
         assert a["test"][k] == pytest.approx(b["test"][k], abs=1e-4), k
+
+
+@pytest.mark.slow
+def test_torchrun_forwards_sigusr1_when_told_and_the_workers_stop_resumably(tmp_path):
+    """SLURM's ``--signal=USR1@N`` reaches torchrun: with ``--signals-to-handle`` naming SIGUSR1 it
+    forwards the signal, both workers stop after the same step with a checkpoint, and torchrun exits 1
+    (not 75): ``was_interrupted`` tells the launcher the run is to be resumed."""
+    import signal
+    import time
+
+    from common.checkpoint import was_interrupted
+
+    cfg = tmp_path / "long.yaml"
+    cfg.write_text(yaml.safe_dump({**MIXUP, "train": {**MIXUP["train"], "epochs": 40}}))
+    out, ckpt = tmp_path / "runs" / "long", tmp_path / "ckpt"
+    handle = "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+    proc = subprocess.Popen([*TORCHRUN, handle, "-m", "common.train", "--config", str(cfg), "--out", str(out),
+                             "--ckpt-dir", str(ckpt)], env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        while not (ckpt / "epochs.jsonl").exists() and proc.poll() is None:  # epoch 1 done; 39 to go
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGUSR1)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    stops = [ln for ln in err.splitlines() if ln.startswith("stopped: stopped by SIGUSR1 after batch")]
+    assert len(stops) == 2 and stops[0] == stops[1], err[-3000:]  # both ranks, after the same batch
+    assert was_interrupted(ckpt) and not out.exists()
+    assert torch.load(ckpt / "last.pt", weights_only=True)["partial"]["world"] == 2
