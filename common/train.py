@@ -161,7 +161,8 @@ def _check_micro_batches(cfg: dict, method, n_train: int, world: int, accum: int
     parts = world * accum
     if parts == 1:
         return
-    bs, need = cfg["train"]["batch_size"], 2 if method.pairs_within_batch else 1
+    pairs = getattr(method, "base", method).pairs_within_batch  # "cutmix+dm": the base method's
+    bs, need = cfg["train"]["batch_size"], 2 if pairs else 1
     last = n_train % bs if not cfg["train"]["drop_last"] else 0
     for size in (bs, last):
         if size and size < need * parts:
@@ -450,31 +451,36 @@ def finish(run: Run, prog: Progress, out_dir: Path, ckpt_dir: Path, t0: float) -
     if not dist.main:
         dist.close()
         return metrics
-    splits = run.splits
     result = {
         "run_id": out_dir.name, "task": task, "test": metrics,
         "selected_epoch": prog.best["epoch"] if selected else run.n_epochs,
         "best_epoch_test": ev.best_epoch(prog.history, task),
         "last_epoch": prog.history[-1] if prog.history else {},
         "train_images_per_sec": prog.images_seen / prog.epoch_secs if prog.epoch_secs > 0 else None,
-        "provenance": {
-            "config": cfg, "seed": int(cfg["seed"]), "git_commit": git_commit(), "versions": package_versions(),
-            "threads": thread_settings(), "hardware": hardware(), "device": str(dist.device),
-            "world_size": dist.world, "accum_steps": run.accum,
-            "micro_batch_size": cfg["train"]["batch_size"] // (dist.world * run.accum),
-            "wall_time_sec": round(time.time() - t0, 2), "train_time_sec": round(prog.train_time, 2),
-            "train_cpu_sec": round(prog.train_cpu, 2), "resumed_from_epoch": prog.start_epoch,
-            "resumed_from_batch": prog.resumed_batch, "argv": sys.argv, "code_digest": run_code_digest(cfg),
-            "dataset_sizes": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
-                              "test": len(splits.test)},
-            "data_files": getattr(splits, "sources", None),
-        },
+        "provenance": _provenance(run, prog, t0),
     }
     if ema_metrics is not None:
         result["test_ema"] = ema_metrics
     write_outputs(out_dir, prog.history, result, ckpt_dir)
     dist.close()
     return result
+
+
+def _provenance(run: Run, prog: Progress, t0: float) -> dict:
+    """What computed the run: config, code, versions, machine, process layout, times, data."""
+    cfg, dist, splits = run.cfg, run.dist, run.splits
+    return {
+        "config": cfg, "seed": int(cfg["seed"]), "git_commit": git_commit(), "versions": package_versions(),
+        "threads": thread_settings(), "hardware": hardware(), "device": str(dist.device),
+        "world_size": dist.world, "accum_steps": run.accum,
+        "micro_batch_size": cfg["train"]["batch_size"] // (dist.world * run.accum),  # BatchNorm sees this many
+        "wall_time_sec": round(time.time() - t0, 2), "train_time_sec": round(prog.train_time, 2),
+        "train_cpu_sec": round(prog.train_cpu, 2), "resumed_from_epoch": prog.start_epoch,
+        "resumed_from_batch": prog.resumed_batch, "argv": sys.argv, "code_digest": run_code_digest(cfg),
+        "dataset_sizes": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
+                          "test": len(splits.test)},
+        "data_files": getattr(splits, "sources", None),  # name, size, sha256 of each file read (common.data)
+    }
 
 
 def write_outputs(out_dir: Path, history: list[dict], result: dict, ckpt_dir: Path | None = None) -> None:

@@ -138,3 +138,37 @@ def test_accum_steps_is_runtime_only():
 
     assert run_id(resolve({"resources": {"accum_steps": 4}})) == run_id(resolve({}))
     assert resolve({})["resources"]["accum_steps"] == 1
+
+
+def _erm_mlp(accum: int, **train_over) -> dict:
+    return resolve({"seed": 1, "dataset": {"name": "digits", "train_size": 256, "test_size": 100},
+                    "model": {"name": "mlp", "hidden": [32]}, "method": {"name": "erm"},
+                    "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "num_threads": 1, **train_over},
+                    "eval": {"occlusion": None}, "resources": {"accum_steps": accum}})
+
+
+def test_gradient_accumulation_averages_the_micro_batches_like_one_batch(tmp_path):
+    """ERM on a BatchNorm-free MLP with batches that split evenly: 2 accumulated micro-batches of 32
+    give the gradient of the batch of 64 up to float rounding (mean of the two halves' means)."""
+    one = train(_erm_mlp(1), tmp_path / "a", tmp_path / "ck_a", progress=False)
+    two = train(_erm_mlp(2), tmp_path / "b", tmp_path / "ck_b", progress=False)
+    wa, wb = (torch.load(tmp_path / ck / "last.pt", weights_only=True)["model"] for ck in ("ck_a", "ck_b"))
+    assert all(torch.allclose(wa[k], wb[k], rtol=0, atol=1e-6) for k in wa)
+    assert two["test"]["nll"] == pytest.approx(one["test"]["nll"], abs=1e-5)
+    assert (one["provenance"]["micro_batch_size"], two["provenance"]["micro_batch_size"]) == (64, 32)
+
+
+@pytest.mark.parametrize("accum,method,fits", [
+    (128, "erm", 16),  # the batch of 60 cannot make 128 micro-batches
+    (32, "erm", 16),  # the last batch (256 - 4 x 60 = 16 samples) cannot make 32
+    (10, "mixup", 8),  # 16 samples make 10 micro-batches, but mixup pairs samples within each: 2 x 10 needed
+])
+def test_accum_steps_that_leave_a_micro_batch_too_small_are_refused(tmp_path, accum, method, fits):
+    from common.config import ConfigError
+
+    cfg = resolve({**_erm_mlp(accum, batch_size=60), "method": {"name": method}})
+    with pytest.raises(ConfigError, match="resources.accum_steps"):
+        train(cfg, tmp_path / "r", tmp_path / "ck", progress=False)
+    assert not (tmp_path / "r").exists()
+    cfg["resources"]["accum_steps"] = fits  # the largest that fits: trains
+    assert train(cfg, tmp_path / "r", tmp_path / "ck", progress=False, stop_after_epoch=1) is None
