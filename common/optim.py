@@ -86,9 +86,10 @@ def lr_at(step: int, steps_per_epoch: int, t: dict) -> float:
     Default (``warmup_lr`` null, ``lr_per`` "step", ``min_lr`` 0): ``lr * lr_factor``. Otherwise the
     timm rule: per step (Swin/MixPro: time = step) or per epoch (DeiT/TransMix, ``t_in_epochs``:
     time = epoch), warmup from ``warmup_lr``, cosine floor ``min_lr``, cool-down at ``min_lr``.
-    Per epoch, ``lr_epoch_lag`` = k runs epoch e at the schedule's value of epoch max(0, e - k):
-    DeiT's ``main.py`` steps its scheduler after each epoch with that epoch's index, so its epoch e
-    trains at lr(e - 1) (k = 1)."""
+    ``lr_epoch_lag`` = k runs the schedule k epochs late: epoch e trains at what the schedule gives
+    epoch e - k (the first k epochs at its start). DeiT's ``main.py`` steps its per-epoch scheduler
+    after each epoch with that epoch's index, so its epoch e trains at lr(e - 1) (k = 1)."""
+    step = max(0, step - t["lr_epoch_lag"] * steps_per_epoch)
     base = t["lr"]
     warmup_lr, min_lr, per = t["warmup_lr"], float(t["min_lr"]), t["lr_per"]
     if warmup_lr is None and per == "step":
@@ -98,9 +99,7 @@ def lr_at(step: int, steps_per_epoch: int, t: dict) -> float:
                 return min_lr + (base - min_lr) * lr_factor(step, steps_per_epoch, t)
         return base * lr_factor(step, steps_per_epoch, t)
     if per == "epoch":
-        now = max(0, step // steps_per_epoch - t["lr_epoch_lag"])
-        t_initial, warm = int(t["epochs"]), int(round(t["warmup_epochs"]))
-        step = now * steps_per_epoch  # the lagged epoch's first step (step / constant rules below)
+        now, t_initial, warm = step // steps_per_epoch, int(t["epochs"]), int(round(t["warmup_epochs"]))
     else:
         now, t_initial = step, int(t["epochs"]) * steps_per_epoch
         warm = int(round(t["warmup_epochs"] * steps_per_epoch))

@@ -123,14 +123,20 @@ def test_lr_epoch_lag_runs_deits_scheduler_one_epoch_late():
     assert got[::spe] == [unlagged[0]] + unlagged[:-1]  # epoch e at lr(e - 1); epochs 0 and 1 both at lr(0)
 
 
-def test_lr_epoch_lag_needs_per_epoch_schedule_and_is_neutral_at_zero():
-    from common.config import ConfigError, run_id, validate_run_config
+def test_lr_epoch_lag_per_step_shifts_the_schedule_by_whole_epochs():
+    t = _t(lr=0.1, epochs=6, warmup_epochs=1, lr_epoch_lag=2)
+    spe = 3
+    unlagged = {**t, "lr_epoch_lag": 0}
+    got = [lr_at(k, spe, t) for k in range(6 * spe)]
+    assert got[:2 * spe] == [lr_at(0, spe, unlagged)] * (2 * spe)  # the first 2 epochs at the schedule's start
+    assert got[2 * spe:] == [lr_at(k, spe, unlagged) for k in range(4 * spe)]
 
-    with pytest.raises(ConfigError, match="train.lr_epoch_lag"):
-        validate_run_config(resolve({"train": {"lr_epoch_lag": 1}}))  # lr_per: step
+
+def test_lr_epoch_lag_is_neutral_at_zero():
+    from common.config import run_id
+
     assert run_id(resolve({"train": {"lr_epoch_lag": 0}})) == run_id(resolve({}))
-    assert run_id(resolve({"train": {"lr_epoch_lag": 1, "lr_per": "epoch"}})) != \
-        run_id(resolve({"train": {"lr_per": "epoch"}}))
+    assert run_id(resolve({"train": {"lr_epoch_lag": 1}})) != run_id(resolve({}))
 
 
 def test_accum_steps_is_runtime_only():
