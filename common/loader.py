@@ -445,7 +445,8 @@ class FileLoader:
             for j, i in enumerate(chunk):
                 pos = (b * self.batch_size + j) * self.world + self.rank  # position in the global order
                 items.append((int(i), int(e), pos % self.repeats if self.repeats > 1 else 0))
-            out.append(items)
+            if items:  # (a last evaluation batch smaller than the world size leaves some ranks none)
+                out.append(items)
         return out
 
     def epoch(self, e: int, rank: int = 0, world: int = 1, start: int = 0):

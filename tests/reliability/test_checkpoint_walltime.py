@@ -95,9 +95,9 @@ METHOD_CONFIGS = {
                 "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 0.01, "num_threads": 1,
                           "select": "best_val"},
                 "eval": {"occlusion": None}},
-    # TransMix keeps per-epoch lambda statistics (LambdaStats) and draws drop-path from torch's RNG
+    # TransMix keeps per-epoch lambda statistics (LambdaStats); drop-path (0.1 in the 2nd block) draws from torch's RNG
     "transmix": {"seed": 2, "dataset": {"name": "digits", "train_size": 160, "test_size": 60},
-                 "model": {"name": "vit", "patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2,
+                 "model": {"name": "vit", "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2,
                            "drop_path_rate": 0.1},
                  "method": {"name": "transmix"},
                  "train": {"epochs": 2, "batch_size": 32, "optimizer": "adamw", "lr": 0.001, "num_threads": 1,
