@@ -123,3 +123,27 @@ def test_stop_after_epoch_below_one_is_refused(tmp_path, capsys, value):
     err = capsys.readouterr().err
     assert "argument --stop-after-epoch" in err and f"got {value}" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]
+
+
+def test_provenance_names_the_data_files_and_the_process_layout(tmp_path):
+    """``metrics.json`` records ``splits.sources`` (name, size, digest of each file the dataset read,
+    set by the data layer) as ``data_files``, and the world size and gradient accumulation."""
+    from common.data import DATASETS, load_digits, register_dataset
+    from common.config import resolve
+    from common.train import train
+
+    sources = [{"name": "digits.csv", "size": 123, "sha256": "ab" * 32}]
+
+    def with_sources(root=None, download=None):
+        splits = load_digits(root, download)
+        splits.sources = sources
+        return splits
+
+    if "digits_with_sources" not in DATASETS:
+        register_dataset("digits_with_sources")(with_sources)
+    cfg = resolve({"dataset": {"name": "digits_with_sources", "train_size": 64, "test_size": 32},
+                   "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 1, "batch_size": 16},
+                   "eval": {"occlusion": None}, "resources": {"accum_steps": 2}})
+    prov = train(cfg, tmp_path / "r", tmp_path / "ck", progress=False)["provenance"]
+    assert prov["data_files"] == sources
+    assert (prov["world_size"], prov["accum_steps"], prov["micro_batch_size"]) == (1, 2, 8)
