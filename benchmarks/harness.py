@@ -76,8 +76,11 @@ def build(spec: dict, num_classes: int, input_shape, seed: int = 0) -> nn.Module
 
 
 def optimizer(model: nn.Module, block: dict):
-    t = {"momentum": 0.9, "nesterov": False, "betas": None, **block}
-    return make_optimizer(model, t)
+    """The trainer's optimiser for a ``train`` block (plain momentum unless it says otherwise; the
+    schema's defaults for every other key it leaves out)."""
+    from common.config import resolve
+
+    return make_optimizer(model, resolve({"train": {"nesterov": False, **block}})["train"])
 
 
 class StepRunner:
