@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from common.data import ArrayData, BatchTransform
 from common.image_datasets import CIFAR10_MEAN, CIFAR10_STD
 from common.methods import Batch, RunContext, TrainState
 from common.models import build_model, model_info
-from common.train import make_optimizer
+from common.optim import make_optimizer
 
 CNN = {"name": "resnet20", "width": 16}
 VIT = {"name": "vit", "patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3}
@@ -67,8 +67,11 @@ def build(spec: dict, num_classes: int, input_shape, seed: int = 0) -> nn.Module
 
 
 def optimizer(model: nn.Module, block: dict):
-    t = {"momentum": 0.9, "nesterov": False, "betas": None, **block}
-    return make_optimizer(model, t)
+    """The trainer's optimiser for a ``train`` block (plain momentum unless it says otherwise; the
+    schema's defaults for every other key it leaves out)."""
+    from common.config import resolve
+
+    return make_optimizer(model, resolve({"train": {"nesterov": False, **block}})["train"])
 
 
 class StepRunner:

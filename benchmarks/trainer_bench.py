@@ -37,6 +37,7 @@ import torch.nn.functional as F
 import common.train as T
 from common.config import resolve
 from common.data import BatchTransform, Loader, prepare_splits
+from common.optim import make_optimizer
 
 from . import harness as H
 from .timing import interleave, make_row, ratio_summary
@@ -114,7 +115,7 @@ class _Setting:
     def bare(self, with_data: bool = False) -> float:
         T.seed_everything(self.cfg["seed"])
         model = H.build(self.cfg["model"], self.splits.num_classes, self.splits.input_shape, self.cfg["seed"])
-        opt = T.make_optimizer(model, self.cfg["train"])
+        opt = make_optimizer(model, self.cfg["train"])
         source = ((b.x, b.y) for b in self.loader.epoch(0)) if with_data else iter(self.batches)
         c0 = time.process_time()
         n = 0

@@ -87,6 +87,7 @@ NEUTRAL_DEFAULTS: dict = {
     "train.lr_per": "step",
     "train.no_weight_decay": None,
     "train.shuffle": True,
+    "train.lr_epoch_lag": 0,
 }
 
 

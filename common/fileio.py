@@ -95,8 +95,13 @@ def atomic_write_text(path, text: str, what: str = "file") -> None:
     atomic_write_bytes(path, text.encode("utf-8"), what)
 
 
+def json_text(obj) -> str:
+    """How result files are written: indented JSON with sorted keys (tensors and numpy scalars as numbers)."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n"
+
+
 def atomic_write_json(path, obj, what: str = "file") -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n", what)
+    atomic_write_text(path, json_text(obj), what)
 
 
 def atomic_torch_save(obj, path, what: str = "checkpoint") -> None:

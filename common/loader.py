@@ -281,7 +281,9 @@ class FileLoader:
         self.data, self.seed, self.device, self.train = data, int(seed), torch.device(device), train
         self.batch_tf, self.drop_last, self.channels_last = batch_tf, drop_last, channels_last
         self.rank, self.world, self.repeats = rank, world, max(1, int(repeats))
-        self.batch_size = max(1, int(batch_size) // max(1, world))  # train.batch_size is the global batch
+        # train.batch_size is the global batch (the sampler shards the data); an evaluation batch is
+        # split between the ranks batch by batch (common.evaluate gathers the outputs)
+        self.batch_size = max(1, int(batch_size) // max(1, world)) if train else int(batch_size)
         self.sampler = make_sampler(len(data), self.seed, shuffle, world, rank, self.repeats) if train else \
             SeededSampler(len(data), self.seed, False)
         self._batches = _Batches()
@@ -311,18 +313,29 @@ class FileLoader:
         out, nb = [], len(self)
         for b in range(nb):
             chunk = idx[b * self.batch_size:(b + 1) * self.batch_size]
+            if not self.train:  # evaluation: this rank's share of the batch
+                chunk = chunk[self.rank::self.world]
             items = []
             for j, i in enumerate(chunk):
                 pos = (b * self.batch_size + j) * self.world + self.rank  # position in the global order
                 items.append((int(i), int(e), pos % self.repeats if self.repeats > 1 else 0))
-            out.append(items)
+            if items:  # (a last evaluation batch smaller than the world size leaves some ranks none)
+                out.append(items)
         return out
 
-    def epoch(self, e: int, rank: int = 0, world: int = 1):
-        """``rank``/``world`` are fixed at construction (the sampler shards); accepted for the
-        interface shared with the in-memory loader."""
-        self._batches.batches = self.batches(e)
+    def epoch(self, e: int, rank: int = 0, world: int = 1, start: int = 0):
+        """Epoch ``e``'s batches from batch ``start`` on (a resumed epoch skips the batches already
+        trained without reading them: per-sample draws are keyed by the sample, and the batched
+        augmentation's draws of the skipped batches are replayed on blank images). ``rank``/``world``
+        are fixed at construction (the sampler shards); accepted for the interface shared with the
+        in-memory loader."""
+        batches = self.batches(e)
         g = torch.Generator().manual_seed(_mix_seed(self.seed, e, 0xB47C))  # batched augmentation draws
+        if self.batch_tf is not None:
+            for items in batches[:start]:
+                self.batch_tf(torch.zeros((len(items), 3, self.data.size, self.data.size), dtype=torch.uint8), g,
+                              self.train)
+        self._batches.batches = batches[start:]
         for x, idx in self.loader:
             if self.batch_tf is not None:
                 x = self.batch_tf(x, g, self.train)
@@ -368,6 +381,6 @@ def build_file_loaders(splits: DatasetSplits, cfg: dict, make_batch_transform, d
                               drop_last=t["drop_last"], train=True, rank=rank, world=world,
                               repeats=int(t.get("repeated_aug") or 1), **common)
         eval_kw = {**common, "persistent_workers": False}
-        return FileLoader(data, cfg["eval"]["batch_size"], sample_tf, batch_tf, **eval_kw)
+        return FileLoader(data, cfg["eval"]["batch_size"], sample_tf, batch_tf, rank=rank, world=world, **eval_kw)
 
     return one(splits.train, True), one(splits.test, False), (one(splits.val, False) if splits.val is not None else None)

@@ -9,13 +9,19 @@ import pytest
 import torch
 
 from common.config import resolve
-from common.train import build_ema, train
+from common.optim import build_ema
+from common.train import train
+
+
+def _spec(**ema) -> dict:
+    """``train.ema`` as a resolved config has it (the schema's defaults filled in)."""
+    return resolve({"train": {"ema": ema}})["train"]["ema"]
 
 
 def test_ema_update_is_decay_times_ema_plus_one_minus_decay_times_param():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
-    ema = build_ema(model, {"decay": 0.9})
+    ema = build_ema(model, _spec(decay=0.9))
     before = {k: v.clone() for k, v in ema.module.state_dict().items()}
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     model(torch.randn(8, 4)).pow(2).sum().backward()
@@ -30,7 +36,7 @@ def test_ema_update_is_decay_times_ema_plus_one_minus_decay_times_param():
 
 def test_ema_every_and_warmup_options():
     model = torch.nn.Linear(2, 2)
-    ema = build_ema(model, {"decay": 0.99, "every": 4, "warmup": True})
+    ema = build_ema(model, _spec(decay=0.99, every=4, warmup=True))
     assert ema.every == 4 and ema.use_warmup and ema.get_decay(1) == 0.0 < ema.get_decay(50) <= 0.99
     assert build_ema(model, None) is None
 
@@ -57,7 +63,7 @@ def test_resume_with_ema_is_exact(tmp_path):
     full = train(copy.deepcopy(cfg), tmp_path / "a" / "run", tmp_path / "a" / "ck", progress=False)
     assert train(copy.deepcopy(cfg), tmp_path / "b" / "run", tmp_path / "b" / "ck", stop_after_epoch=1,
                  progress=False) is None
-    ck = torch.load(tmp_path / "b" / "ck" / "last.pt", weights_only=False)
+    ck = torch.load(tmp_path / "b" / "ck" / "last.pt", weights_only=True)
     assert any(k.startswith("module.") for k in ck["ema"])
     resumed = train(copy.deepcopy(cfg), tmp_path / "b" / "run", tmp_path / "b" / "ck", progress=False)
     assert resumed["provenance"]["resumed_from_epoch"] == 1

@@ -318,7 +318,7 @@ def test_metrics_record_per_domain_rmse(tmp_path):
     from common.models import build_model
 
     model = build_model(cfg["model"], 1, (3,))
-    model.load_state_dict(torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["model"])
+    model.load_state_dict(torch.load(tmp_path / "ck" / "last.pt", weights_only=True)["model"])
     test = _domain_regression().test
     with torch.no_grad():
         want = domain_rmse(model.eval()(test.x), test.y, test.domain)

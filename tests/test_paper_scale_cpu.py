@@ -37,7 +37,8 @@ from common.config import identity, plan, resolve
 from common.data import dataset_info
 from common.data import DATASETS
 from common.loader import SeededSampler, make_sampler
-from common.train import build_ema, lr_at, timm_lr, total_epochs, train
+from common.optim import build_ema, lr_at, timm_lr, total_epochs
+from common.train import train
 from common.transforms import build_transform, describe, resolve_transform
 
 ROOT = Path(__file__).resolve().parents[1]

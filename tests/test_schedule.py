@@ -10,7 +10,8 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from common.config import resolve
-from common.train import lr_at, make_optimizer, total_epochs, train
+from common.optim import lr_at, make_optimizer, total_epochs
+from common.train import train
 
 
 def _t(**over):
@@ -96,3 +97,84 @@ def test_amp_stays_off_on_cpu(tmp_path):
     a, _ = _run(tmp_path, "plain")
     b, _ = _run(tmp_path, "amp", amp=True, amp_dtype="bfloat16")
     assert a["test"] == b["test"]
+
+
+def _deit_epoch_lrs(t, n_epochs):
+    """The lr each epoch trains at in DeiT's main.py: timm's CosineLRScheduler is created before
+    training (which sets the warmup lr) and ``lr_scheduler.step(epoch)`` runs after each epoch."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=t["lr"])
+    s = CosineLRScheduler(opt, t_initial=t["epochs"], lr_min=t["min_lr"], warmup_t=t["warmup_epochs"],
+                          warmup_lr_init=t["warmup_lr"], cycle_limit=1, t_in_epochs=True)
+    out = []
+    for epoch in range(n_epochs):
+        out.append(opt.param_groups[0]["lr"])  # train_one_epoch(...) at this lr
+        s.step(epoch)
+    return out
+
+
+def test_lr_epoch_lag_runs_deits_scheduler_one_epoch_late():
+    t = _t(lr=1e-3, epochs=10, warmup_epochs=3, warmup_lr=1e-6, min_lr=1e-5, cooldown_epochs=2, lr_per="epoch",
+           lr_epoch_lag=1)
+    spe = 4
+    got = [lr_at(e * spe + k, spe, t) for e in range(total_epochs(t)) for k in range(spe)]
+    want = [lr for lr in _deit_epoch_lrs(t, total_epochs(t)) for _ in range(spe)]
+    assert got == pytest.approx(want, rel=1e-12, abs=0)
+    unlagged = [lr_at(e * spe, spe, {**t, "lr_epoch_lag": 0}) for e in range(total_epochs(t))]
+    assert got[::spe] == [unlagged[0]] + unlagged[:-1]  # epoch e at lr(e - 1); epochs 0 and 1 both at lr(0)
+
+
+def test_lr_epoch_lag_per_step_shifts_the_schedule_by_whole_epochs():
+    t = _t(lr=0.1, epochs=6, warmup_epochs=1, lr_epoch_lag=2)
+    spe = 3
+    unlagged = {**t, "lr_epoch_lag": 0}
+    got = [lr_at(k, spe, t) for k in range(6 * spe)]
+    assert got[:2 * spe] == [lr_at(0, spe, unlagged)] * (2 * spe)  # the first 2 epochs at the schedule's start
+    assert got[2 * spe:] == [lr_at(k, spe, unlagged) for k in range(4 * spe)]
+
+
+def test_lr_epoch_lag_is_neutral_at_zero():
+    from common.config import run_id
+
+    assert run_id(resolve({"train": {"lr_epoch_lag": 0}})) == run_id(resolve({}))
+    assert run_id(resolve({"train": {"lr_epoch_lag": 1}})) != run_id(resolve({}))
+
+
+def test_accum_steps_is_runtime_only():
+    from common.config import run_id
+
+    assert run_id(resolve({"resources": {"accum_steps": 4}})) == run_id(resolve({}))
+    assert resolve({})["resources"]["accum_steps"] == 1
+
+
+def _erm_mlp(accum: int, **train_over) -> dict:
+    return resolve({"seed": 1, "dataset": {"name": "digits", "train_size": 256, "test_size": 100},
+                    "model": {"name": "mlp", "hidden": [32]}, "method": {"name": "erm"},
+                    "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "num_threads": 1, **train_over},
+                    "eval": {"occlusion": None}, "resources": {"accum_steps": accum}})
+
+
+def test_gradient_accumulation_averages_the_micro_batches_like_one_batch(tmp_path):
+    """ERM on a BatchNorm-free MLP with batches that split evenly: 2 accumulated micro-batches of 32
+    give the gradient of the batch of 64 up to float rounding (mean of the two halves' means)."""
+    one = train(_erm_mlp(1), tmp_path / "a", tmp_path / "ck_a", progress=False)
+    two = train(_erm_mlp(2), tmp_path / "b", tmp_path / "ck_b", progress=False)
+    wa, wb = (torch.load(tmp_path / ck / "last.pt", weights_only=True)["model"] for ck in ("ck_a", "ck_b"))
+    assert all(torch.allclose(wa[k], wb[k], rtol=0, atol=1e-6) for k in wa)
+    assert two["test"]["nll"] == pytest.approx(one["test"]["nll"], abs=1e-5)
+    assert (one["provenance"]["micro_batch_size"], two["provenance"]["micro_batch_size"]) == (64, 32)
+
+
+@pytest.mark.parametrize("accum,method,fits", [
+    (128, "erm", 16),  # the batch of 60 cannot make 128 micro-batches
+    (32, "erm", 16),  # the last batch (256 - 4 x 60 = 16 samples) cannot make 32
+    (10, "mixup", 8),  # 16 samples make 10 micro-batches, but mixup pairs samples within each: 2 x 10 needed
+])
+def test_accum_steps_that_leave_a_micro_batch_too_small_are_refused(tmp_path, accum, method, fits):
+    from common.config import ConfigError
+
+    cfg = resolve({**_erm_mlp(accum, batch_size=60), "method": {"name": method}})
+    with pytest.raises(ConfigError, match="resources.accum_steps"):
+        train(cfg, tmp_path / "r", tmp_path / "ck", progress=False)
+    assert not (tmp_path / "r").exists()
+    cfg["resources"]["accum_steps"] = fits  # the largest that fits: trains
+    assert train(cfg, tmp_path / "r", tmp_path / "ck", progress=False, stop_after_epoch=1) is None

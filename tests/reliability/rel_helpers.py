@@ -92,6 +92,31 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
         time.sleep(0.01)
 
 
+def signal_when(path: Path, proc: subprocess.Popen, sig: int, delay: float = 0.0) -> tuple[str, str]:
+    """Send ``sig`` to ``proc`` once ``path`` exists (and ``delay`` seconds more); the process's
+    (stdout, stderr) when it has ended. The process never outlives the call."""
+    try:
+        wait_for(path, proc)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def limit_file_size(nbytes: int):
+    """A ``preexec_fn`` setting ``RLIMIT_FSIZE`` (as a cluster scheduler or ``ulimit -f`` does): a
+    write past ``nbytes`` fails with EFBIG instead of killing the process."""
+    import resource
+    import signal
+
+    def pre():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return pre
+
+
 def metrics(out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
 

@@ -46,7 +46,7 @@ def test_checkpoint_of_other_code_is_not_resumed(tmp_path, reference, capsys):
 
     cfg, out, ckpt = resolve(tiny()), tmp_path / "runs" / "r", tmp_path / "ckpt"
     train(cfg, out, ckpt, stop_after_epoch=1, progress=False)
-    state = torch.load(ckpt / "last.pt", weights_only=False)
+    state = torch.load(ckpt / "last.pt", weights_only=True)
     state["code_digest"] = "0123456789abcdef"  # as written before a change to the method's code
     torch.save(state, ckpt / "last.pt")
     capsys.readouterr()
@@ -65,7 +65,7 @@ def test_older_checkpoint_format_starts_fresh_with_a_message(tmp_path, reference
     cfg = write_config(tmp_path / "run.yaml", tiny())
     out, ckpt = tmp_path / "runs" / "r", tmp_path / "ckpt"
     train(resolve(tiny()), out, ckpt, stop_after_epoch=1, progress=False)
-    state = torch.load(ckpt / "last.pt", weights_only=False)
+    state = torch.load(ckpt / "last.pt", weights_only=True)
     del state["scaler"]
     torch.save(state, ckpt / "last.pt")
     capsys.readouterr()
@@ -76,7 +76,7 @@ def test_older_checkpoint_format_starts_fresh_with_a_message(tmp_path, reference
 
 
 def test_checkpoint_that_is_not_a_dict_is_ignored(tmp_path, capsys):
-    from common.train import load_checkpoint
+    from common.checkpoint import load_checkpoint
 
     torch.save(torch.zeros(3), tmp_path / "last.pt")
     assert load_checkpoint(tmp_path, resolve(tiny())) == (None, None)
@@ -88,7 +88,7 @@ def test_corrupt_last_is_quarantined_and_never_rotated_over_the_good_prev(tmp_pa
     last.pt over prev.pt: the corrupt file is set aside as ``last.pt.corrupt``."""
     import pytest
 
-    from common.train import load_checkpoint, save_checkpoint
+    from common.checkpoint import load_checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path, {"epoch": 0, "w": torch.zeros(3)})
     save_checkpoint(tmp_path, {"epoch": 1, "w": torch.ones(3)})
@@ -99,10 +99,10 @@ def test_corrupt_last_is_quarantined_and_never_rotated_over_the_good_prev(tmp_pa
     assert ck["epoch"] == 0 and path.name == "prev.pt"
     assert (tmp_path / "last.pt.corrupt").read_bytes() == data[: len(data) // 2]
     save_checkpoint(tmp_path, {"epoch": 1, "w": torch.ones(3)})
-    assert torch.load(tmp_path / "prev.pt", weights_only=False)["epoch"] == 0  # still the good one
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "prev.pt", weights_only=True)["epoch"] == 0  # still the good one
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
     save_checkpoint(tmp_path, {"epoch": 2, "w": torch.ones(3)})
-    assert torch.load(tmp_path / "prev.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "prev.pt", weights_only=True)["epoch"] == 1
 
 
 def test_property_saves_loads_and_truncations_never_lose_the_newest_good_checkpoint():
@@ -115,7 +115,7 @@ def test_property_saves_loads_and_truncations_never_lose_the_newest_good_checkpo
 
     from hypothesis import HealthCheck, given, settings, strategies as st
 
-    from common.train import load_checkpoint, save_checkpoint
+    from common.checkpoint import load_checkpoint, save_checkpoint
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(st.sampled_from(["save", "truncate", "load"]), max_size=14))
@@ -144,6 +144,6 @@ def test_property_saves_loads_and_truncations_never_lose_the_newest_good_checkpo
                     assert (ck or {}).get("n") == want
                 assert prev != "bad"
                 if prev is not None:
-                    assert torch.load(d / "prev.pt", weights_only=False)["n"] == prev
+                    assert torch.load(d / "prev.pt", weights_only=True)["n"] == prev
 
     run()

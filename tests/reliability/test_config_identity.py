@@ -117,6 +117,7 @@ NON_NEUTRAL = {
     "train.lr_per": "epoch",
     "train.no_weight_decay": "timm",
     "train.shuffle": False,
+    "train.lr_epoch_lag": 1,
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rel_helpers import (
-    assert_same_run, env, epochs, metrics, popen_train, run_train, stray_temp_files, tiny, wait_for, write_config,
+    assert_same_run, env, epochs, metrics, popen_train, run_train, signal_when, stray_temp_files, tiny, write_config,
 )
 
 from common.config import resolve
@@ -28,14 +28,8 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_uninterrupted_run(tmp_
     cfg = write_config(tmp_path / "run.yaml", tiny())
     out, ckpt = tmp_path / "runs" / "r", tmp_path / "ckpt"
     proc = popen_train(cfg, out, "--ckpt-dir", str(ckpt), cwd=tmp_path)
-    try:
-        wait_for(ckpt / "last.pt", proc)  # epoch 1 is done and checkpointed (atomically)
-        time.sleep(0.02)  # into epoch 2 (35 steps + evaluation: ~0.2 s or more)
-        proc.send_signal(signal.SIGKILL)
-        stdout, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # epoch 1 is done and checkpointed (atomically); 0.02 s later: into epoch 2 (35 steps + evaluation: ~0.2 s or more)
+    stdout, _ = signal_when(ckpt / "last.pt", proc, signal.SIGKILL, delay=0.02)
     assert proc.returncode == -signal.SIGKILL
     assert '"epoch": 1' in stdout and '"epoch": 2' not in stdout, stdout  # killed inside epoch 2
     assert not (out / "metrics.json").exists()
@@ -57,9 +51,9 @@ def test_stop_after_epoch_then_rerun_gives_identical_metrics(tmp_path, reference
     out = tmp_path / "runs" / "r"  # default checkpoint dir: <out>/../../checkpoints/<id>
     assert main(["--config", str(cfg), "--out", str(out), "--stop-after-epoch", "2"]) == 0
     assert "stopping after epoch 2" in capsys.readouterr().out
-    assert not (out / "metrics.json").exists()
-    assert len(epochs(out)) == 2
-    assert (tmp_path / "checkpoints" / "r" / "last.pt").exists()
+    assert not out.exists()  # the run directory gets its files when the run has finished
+    ckpt = tmp_path / "checkpoints" / "r"
+    assert (ckpt / "last.pt").exists() and len(epochs(ckpt)) == 2  # the progress log beside the checkpoint
 
     assert main(["--config", str(cfg), "--out", str(out)]) == 0
     log = capsys.readouterr().out
@@ -118,8 +112,8 @@ def test_nan_loss_stops_with_step_and_writes_no_metrics(tmp_path):
     assert r.returncode != 0
     assert "non-finite loss" in r.stderr and "step 38" in r.stderr and "epoch 2" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
-    assert not (out / "metrics.json").exists()
-    assert len(epochs(out)) == 1  # epoch 1 finished before the blow-up; nothing of epoch 2 is kept
+    assert not out.exists()
+    assert len(epochs(tmp_path / "ckpt")) == 1  # epoch 1 finished before the blow-up; nothing of epoch 2 is kept
 
 
 def test_diverging_lr_stops_the_run_in_process(tmp_path):
@@ -186,7 +180,7 @@ def test_checkpoint_save_failure_keeps_a_loadable_checkpoint(tmp_path, monkeypat
     import torch
 
     import common.fileio as io
-    from common.train import load_checkpoint, save_checkpoint
+    from common.checkpoint import load_checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path, {"epoch": 0, "w": torch.zeros(3)})
     save_checkpoint(tmp_path, {"epoch": 1, "w": torch.ones(3)})
@@ -196,7 +190,7 @@ def test_checkpoint_save_failure_keeps_a_loadable_checkpoint(tmp_path, monkeypat
     monkeypatch.undo()
     ck, path = load_checkpoint(tmp_path)  # the new file never landed; nothing was rotated
     assert ck is not None and ck["epoch"] == 1 and path.name == "last.pt"
-    assert torch.load(tmp_path / "prev.pt", weights_only=False)["epoch"] == 0
+    assert torch.load(tmp_path / "prev.pt", weights_only=True)["epoch"] == 0
     assert stray_temp_files(tmp_path) == []
 
 
