@@ -37,6 +37,7 @@ from .registry import did_you_mean
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 SCALES = ("quick", "cpu", "paper")
+COMMITTED_SCALES = ("cpu",)
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,10 +19,11 @@ REPORTED_COLUMNS = ["paper", "method", "dataset", "model", "epochs", "metric", "
 
 
 def load_reported(path) -> pd.DataFrame:
-    """Read and check a paper's reported.csv; a malformed row is named by its line number."""
-    path = Path(path)
-    if not path.exists():
+    """Read and check a paper's reported.csv (``None`` or a missing file: no rows); a malformed row is named
+    by its line number."""
+    if path is None or not Path(path).exists():
         return pd.DataFrame(columns=REPORTED_COLUMNS + ["verified"])
+    path = Path(path)
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows or rows[0] != REPORTED_COLUMNS:
