@@ -101,9 +101,10 @@ claims:
 """
 
 
-def test_fresh_clone_with_a_new_paper_at_cpu_schedules_only_its_jobs(clone, tmp_path):
+def test_fresh_clone_with_a_new_paper_at_cpu_schedules_only_its_jobs(current_clone, tmp_path):
     """Adoption is per paper: a new paper folder in a fresh clone plans its own runs, table and
     figures and the cross-paper aggregates, never the committed papers' tables and figures."""
+    clone = current_clone
     new = clone / "papers/newpaper"
     try:
         new.mkdir()

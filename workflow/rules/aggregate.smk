@@ -41,6 +41,7 @@ rule paper_figures:
 rule paper_inputs_digest:
     """Record the content digest of the files a paper's table and figures were just built from (its runs'
     metrics.json and its own files): while it matches, they are current (common.freshness)."""
+    localrule: True  # seconds of work: never worth a cluster job
     input:
         unpack(paper_record_inputs),
     output:
@@ -84,6 +85,7 @@ rule summary:
 rule summary_inputs_digest:
     """Record the content digest of every run and every paper's files once the cross-paper aggregates are
     built from them (as paper_inputs_digest does for one paper)."""
+    localrule: True  # seconds of work: never worth a cluster job
     input:
         unpack(cross_record_inputs),
     output:
@@ -104,6 +106,7 @@ rule splice_readmes:
     committed scale (cpu) and for the whole paper set; elsewhere only on request (`snakemake
     splice_readmes --config scale=quick`), where it writes only its stamp: quick-scale tables are never
     inlined into tracked READMEs."""
+    localrule: True  # seconds of work: never worth a cluster job
     input:
         unpack(readme_inputs),
     output:
