@@ -9,8 +9,9 @@ figures, cross-paper summary and README blocks from them.
 
 Runs are discovered from papers/*/experiments.yaml; a run's id derives from its resolved config, so
 only missing, changed or stale-code runs execute, and a run requested by two papers trains once.
-Layout: workflow/rules/ (common: plan, checks and helpers; train; aggregate; bench),
-workflow/report/ (captions), workflow/schemas/ (this config's schema), workflow/scripts/.
+What is current is decided from file contents, never by writing file times (common.freshness).
+Layout: workflow/rules/ (common: config, plan and helpers; train; aggregate; bench),
+workflow/report/ (captions), workflow/schemas/ (this config's schema).
 """
 import sys
 
@@ -32,6 +33,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/bench.smk"
+
+
+onsuccess:
+    remove_stamps(ROOT, SCALE, FRESH.stale)
+
+
+onerror:
+    remove_stamps(ROOT, SCALE, FRESH.stale)
 
 
 rule all:

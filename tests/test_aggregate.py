@@ -97,7 +97,7 @@ def test_every_paper_names_a_time_reference_it_runs():
         assert ref, f"{path}: no time_reference"
         names = {c["method"]["name"] for s in exp["scales"] for c in expand_grid(exp, s, str(path))}
         assert ref in names, (path, ref)
-    assert set(time_references(ROOT, "cpu").values()) == {"erm", "deit_mix"}
+    assert set(time_references(discover_papers(ROOT), "cpu").values()) == {"erm", "deit_mix"}
 
 
 def test_matrix_uses_snakemakes_benchmark_cpu_time_when_runs_lack_their_own(tmp_path):

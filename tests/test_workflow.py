@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from workflow_helpers import (CROSS_TABLE, NEW_METHOD, ROOT, _add_paper, _copy_repo, _git, _jobs, _planned,
-                              _smk)
+                              _smk, tree_state)
 
 
 def _scramble_checkout_times(repo: Path, *newer: str) -> None:
@@ -156,8 +156,10 @@ def test_a_fresh_clone_adopts_committed_aggregates_per_paper(repo, tmp_path):
     clone = tmp_path / "clone"
     shutil.copytree(repo, clone, ignore=shutil.ignore_patterns(".snakemake", "__pycache__"))
     _scramble_checkout_times(clone, "papers", "results/quick/runs")
+    before = tree_state(clone)
     p = _smk(clone, "-n")
     assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
+    assert tree_state(clone) == before  # adopted without touching a file
     # an edited paper is not adopted: its aggregates and the cross-paper ones rerun, not its runs,
     # and not the other paper's table and figures
     exp = clone / "papers/tinya/experiments.yaml"
@@ -183,8 +185,10 @@ def test_stale_code_reruns_exactly_the_stale_run_and_its_dependents(repo, tmp_pa
     m["provenance"]["code_digest"] = "0" * 16  # computed by some other code
     victim.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     _scramble_checkout_times(clone, "results/quick/runs")
+    before = tree_state(clone)
     for attempt in ("fresh clone", "again"):  # the dry run marks nothing away: still scheduled
         p = _smk(clone, "-n")
+        assert tree_state(clone) == before, attempt
         jobs = _jobs(p.stdout)
         assert jobs.get("train") == 1 and victim.parent.name in p.stdout, (attempt, jobs)
         assert jobs.get("paper_table") == 1 and jobs.get("summary") == 1, (attempt, jobs)
@@ -194,6 +198,7 @@ def test_stale_code_reruns_exactly_the_stale_run_and_its_dependents(repo, tmp_pa
     _smk(clone, "--cores", "2")
     assert json.loads(victim.read_text())["provenance"].get("code_digest") != "0" * 16
     assert other.stat().st_mtime_ns == t
+    assert not [f for f in (clone / "results/quick/tmp").rglob("*") if f.is_file()]  # the stamp was removed
     p = _smk(clone, "-n")
     assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
 

@@ -2,6 +2,7 @@
 repository with tiny paper folders, and Snakemake run as a subprocess."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -85,7 +86,8 @@ def _add_paper(repo: Path, name: str, methods: str, method: str, code: str | Non
 
 
 def _smk(repo: Path, *args: str, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(repo),
+    """Snakemake in ``repo``; Python writes no bytecode caches there (a dry run must write nothing)."""
+    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     p = subprocess.run(SNAKEMAKE + list(args), cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     if check and p.returncode != 0:
@@ -114,3 +116,70 @@ def _git(repo: Path, *args: str) -> str:
 def _planned(out: str, rule: str) -> list[str]:
     """Output paths of the jobs of `rule` in a dry run's listing."""
     return re.findall(rf"rule {rule}:\n(?:    .*\n)*?    output: ([^\n]+)", out)
+
+
+def tree_state(root: Path, skip=(".git", ".snakemake")) -> dict[str, tuple[int, int, str]]:
+    """``{path: (size, mtime_ns, sha256)}`` of every file under ``root`` but the top-level folders ``skip``
+    (git's and Snakemake's own state: Snakemake creates .snakemake/ and writes its iocache there even in a
+    dry run)."""
+    state = {}
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if rel.parts[0] in skip or not f.is_file():
+            continue
+        state[str(rel)] = (f.stat().st_size, f.stat().st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest())
+    return state
+
+
+#: installed as sitecustomize.py (on PYTHONPATH) by the tests that record which files an aggregate job
+#: opens: in a process started as ``python -m common.aggregate ...`` or ``python -m common.freshness ...``
+#: every ``open`` audit event is kept, and written to $MIXREPRO_AUDIT_OPEN/<pid>.json at exit
+AUDIT_OPEN = """\
+import atexit, json, os, sys
+
+_DIR = os.environ.get("MIXREPRO_AUDIT_OPEN")
+if _DIR and sys.orig_argv[1:3] in (["-m", "common.aggregate"], ["-m", "common.freshness"]):
+    _opened = []
+
+    def _hook(event, args):
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            _opened.append([os.path.abspath(os.fsdecode(args[0])), args[1], args[2]])
+
+    def _dump():
+        record = json.dumps({"argv": sys.orig_argv, "opened": list(_opened)})
+        with open(os.path.join(_DIR, f"{os.getpid()}.json"), "w") as f:
+            f.write(record)
+
+    sys.addaudithook(_hook)
+    atexit.register(_dump)
+"""
+
+
+def files_read(opened: list, root: Path) -> set[str]:
+    """The files under ``root`` a job opened for reading (relative paths), but its program: Python sources
+    and everything under common/ (the aggregation code and its schemas). A paper's figure and table hooks
+    (papers/<paper>/plots.py, tables.py) are inputs, not program."""
+    write = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
+    out = set()
+    for path, mode, flags in opened:
+        if (mode is not None and set(str(mode)) & set("wax+")) or (mode is None and flags & write):
+            continue
+        p = Path(path)
+        if root not in p.parents or not p.is_file():
+            continue
+        rel = p.relative_to(root)
+        hook = rel.parts[0] == "papers" and rel.name in ("plots.py", "tables.py")
+        if rel.parts[0] == "common" or (rel.suffix in (".py", ".pyc") and not hook):
+            continue
+        out.add(str(rel))
+    return out
+
+
+def dry_run_jobs(out: str) -> list[dict]:
+    """``{"rule", "input", "output"}`` (lists of paths) of every job of a dry run's listing."""
+    jobs = []
+    for m in re.finditer(r"^rule (\w+):\n((?:    .*\n)*)", out, re.M):
+        fields = dict(re.findall(r"^    (\w+): (.*)$", m.group(2), re.M))
+        jobs.append({"rule": m.group(1), "input": fields.get("input", "").split(", ") if fields.get("input") else [],
+                     "output": fields.get("output", "").split(", ") if fields.get("output") else []})
+    return jobs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import discover_papers, expand_grid, load_experiments, run_id
+from ..config import COMMITTED_SCALES, expand_grid, load_experiments, run_id
 from ..fileio import atomic_write_text, files_digest
 from . import templates
 from .claims import CLAIM_COLUMNS, NOT_EVALUATED, claims_table, shared_runs
@@ -38,11 +38,30 @@ Nothing here holds a number: every value comes from a run's metrics.json or a pa
 (whose ``source`` is carried along; rows whose source says UNVERIFIED are labelled so)."""
 
 
-def time_references(root: Path, scale: str) -> dict[str, str]:
-    """``{run id: method}``: the ``time_reference`` each paper names (experiments.yaml) for its runs at
+def paper_files(paper: str, files: list[str] | None) -> tuple[Path, Path | None]:
+    """The paper's experiments.yaml and reported.csv (None if it has none) among ``files`` (``--paper-files``,
+    what the workflow declares), or by default those of ``papers/<paper>/`` in this repository."""
+    if files is None:
+        files = [p for p in (ROOT / "papers" / paper / n for n in ("experiments.yaml", "reported.csv")) if p.exists()]
+    by_name = {Path(f).name: Path(f) for f in files}
+    if "experiments.yaml" not in by_name:
+        raise FileNotFoundError(f"--paper-files of paper {paper!r} name no experiments.yaml: {' '.join(map(str, files))}")
+    return by_name["experiments.yaml"], by_name.get("reported.csv")
+
+
+def every_paper_file(files: list[str] | None, name: str) -> dict[str, Path]:
+    """``{paper: papers/<paper>/<name>}`` among ``files`` (``--paper-files``), or by default of every paper
+    folder of this repository that has one."""
+    if files is None:
+        files = [str(p) for p in sorted((ROOT / "papers").glob(f"*/{name}")) if (p.parent / "experiments.yaml").exists()]
+    return dict(sorted((Path(f).parent.name, Path(f)) for f in files if Path(f).name == name))
+
+
+def time_references(experiments: dict[str, Path], scale: str) -> dict[str, str]:
+    """``{run id: method}``: the ``time_reference`` each paper names (its experiments.yaml) for its runs at
     ``scale``; papers sharing a setting must name the same method."""
     refs: dict[str, str] = {}
-    for paper, path in discover_papers(root).items():
+    for path in experiments.values():
         exp = load_experiments(path)
         ref = exp.get("time_reference")
         if ref and scale in exp["scales"]:
@@ -51,11 +70,13 @@ def time_references(root: Path, scale: str) -> dict[str, str]:
     return refs
 
 
-def paper_table(paper: str, scale: str, metrics: list[str], out_csv, out_md, out_claims) -> None:
-    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
+def paper_table(paper: str, scale: str, metrics: list[str], files: list[str] | None, out_csv, out_md,
+                out_claims) -> None:
+    experiments, reported = paper_files(paper, files)
+    exp = load_experiments(experiments)
     runs = load_runs(metrics)
     long = long_table(runs, paper, linked_sets(exp))
-    ct = claims_table(runs, exp, load_reported(ROOT / "papers" / paper / "reported.csv"), scale)
+    ct = claims_table(runs, exp, load_reported(reported), scale)
     claims = exp.get("claims") or []
     wide = wide_markdown(long, [c["metric"] for c in claims], [c["baseline"] for c in claims])
     atomic_write_text(out_csv, long.to_csv(index=False))
@@ -64,9 +85,9 @@ def paper_table(paper: str, scale: str, metrics: list[str], out_csv, out_md, out
                                                            claims=claims_markdown(ct), rule=rules()))
 
 
-def paper_figures(paper: str, scale: str, metrics: list[str], out_dir) -> None:
-    exp = load_experiments(ROOT / "papers" / paper / "experiments.yaml")
-    figures(load_runs(metrics), exp, load_reported(ROOT / "papers" / paper / "reported.csv"), scale, Path(out_dir))
+def paper_figures(paper: str, scale: str, metrics: list[str], files: list[str] | None, out_dir) -> None:
+    experiments, reported = paper_files(paper, files)
+    figures(load_runs(metrics), load_experiments(experiments), load_reported(reported), scale, Path(out_dir))
 
 
 def read_claims(paths) -> pd.DataFrame:
@@ -90,16 +111,13 @@ def read_claims(paths) -> pd.DataFrame:
     return ct.astype(object).where(pd.notna(ct), None)
 
 
-#: scales whose aggregates are committed: their summary must cover every paper (a paper subset run must
-#: not shrink it); at other scales a subset summary is written with a note naming the papers left out
-COMMITTED_SCALES = ("cpu",)
-
-
-def papers_left_out(claims: list, scale: str, root: Path = ROOT) -> list[str]:
-    """Papers with claims at ``scale`` whose ``<paper>_claims.csv`` is not among ``claims``."""
+def papers_left_out(claims: list, scale: str, experiments: dict[str, Path]) -> list[str]:
+    """Papers with claims at ``scale`` whose ``<paper>_claims.csv`` is not among ``claims``. A committed
+    scale's summary must cover every paper (a paper subset run must not shrink it); at other scales a subset
+    summary is written with a note naming the papers left out."""
     given = {Path(p).name[: -len("_claims.csv")] for p in claims if Path(p).name.endswith("_claims.csv")}
     want = []
-    for paper, path in discover_papers(root).items():
+    for paper, path in experiments.items():
         exp = load_experiments(path)
         if scale in exp["scales"] and any(not c.get("scales") or scale in c["scales"] for c in exp.get("claims") or []):
             want.append(paper)
@@ -119,7 +137,8 @@ def summary_markdown(ct: pd.DataFrame, scale: str) -> str:
 
 
 def summary(a) -> None:
-    lacking = papers_left_out(a.claims, a.scale)
+    experiments = every_paper_file(a.paper_files, "experiments.yaml")
+    lacking = papers_left_out(a.claims, a.scale, experiments)
     if lacking and a.scale in COMMITTED_SCALES and not a.allow_subset:
         raise SystemExit(f"error: the {a.scale} summary would leave out {', '.join(lacking)}: pass every paper's "
                          f"results/{a.scale}/tables/<paper>_claims.csv to --claims (committed or rebuilt), or "
@@ -129,19 +148,14 @@ def summary(a) -> None:
                       + (templates.SUBSET.format(papers=", ".join(lacking)) if lacking else ""))
     atomic_write_text(a.out_csv, ct.to_csv(index=False))
     atomic_write_text(a.out_tex, summary_tex(ct) if not ct.empty else "% no claims\n")
-    mx = matrix(load_runs(a.runs), time_references(ROOT, a.scale))
+    mx = matrix(load_runs(a.runs), time_references(experiments, a.scale))
     atomic_write_text(a.out_matrix, templates.MATRIX.format(scale=a.scale, body=matrix_markdown(mx)))
     atomic_write_text(a.out_matrix_csv, mx.to_csv(index=False))
     if a.out_extra:  # cross-paper tables a paper contributes (papers/<paper>/tables.py: make_tables)
         extra = Path(a.out_extra)
         extra.mkdir(parents=True, exist_ok=True)
-        for paper in sorted(discover_papers(ROOT)):
-            try:
-                mod = importlib.import_module(f"papers.{paper}.tables")
-            except ModuleNotFoundError as e:
-                if e.name != f"papers.{paper}.tables":
-                    raise
-                continue
+        for paper in sorted(every_paper_file(a.paper_files, "tables.py")):
+            mod = importlib.import_module(f"papers.{paper}.tables")
             if hasattr(mod, "make_tables"):
                 mod.make_tables(a.runs, extra)
     if a.out_forest:
@@ -266,12 +280,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out-csv", required=True)
     t.add_argument("--out-md", required=True)
     t.add_argument("--out-claims", required=True)
-    t.add_argument("metrics", nargs="*")
     f = sub.add_parser("figures", help="one paper's figures")
     f.add_argument("--paper", required=True)
     f.add_argument("--scale", required=True)
     f.add_argument("--out-dir", required=True)
-    f.add_argument("metrics", nargs="*")
+    for p in (t, f):
+        p.add_argument("--paper-files", nargs="+", default=None,
+                       help="the paper's experiments.yaml and reported.csv (default: those in papers/<paper>/)")
+        p.add_argument("metrics", nargs="*")
     s = sub.add_parser("summary", help="cross-paper summary, matrix and cross-paper tables")
     s.add_argument("--scale", required=True)
     s.add_argument("--claims", nargs="*", default=[])
@@ -282,6 +298,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-forest", default=None, help="forest plot of every claim (PNG; a PDF is written beside it)")
     s.add_argument("--out-format", default=None,
                    help="file recording the aggregation format version the outputs were built with")
+    s.add_argument("--paper-files", nargs="*", default=None,
+                   help="every paper's experiments.yaml (time references, papers left out) and tables.py "
+                        "(cross-paper table hooks); default: those of every papers/*/ folder")
     s.add_argument("--allow-subset", action="store_true",
                    help="at a committed scale (cpu), accept --claims that leave out papers with claims "
                         "(a partial summary, noted as such; not for results/)")
@@ -302,9 +321,9 @@ def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
         if a.cmd == "table":
-            paper_table(a.paper, a.scale, a.metrics, a.out_csv, a.out_md, a.out_claims)
+            paper_table(a.paper, a.scale, a.metrics, a.paper_files, a.out_csv, a.out_md, a.out_claims)
         elif a.cmd == "figures":
-            paper_figures(a.paper, a.scale, a.metrics, a.out_dir)
+            paper_figures(a.paper, a.scale, a.metrics, a.paper_files, a.out_dir)
         elif a.cmd == "summary":
             summary(a)
         else:

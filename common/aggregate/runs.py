@@ -20,15 +20,16 @@ REPORTED_COLUMNS = ["paper", "method", "dataset", "model", "epochs", "metric", "
 
 
 def load_reported(path) -> pd.DataFrame:
-    """Read and check a paper's reported.csv; a malformed row is named by its line number.
+    """Read and check a paper's reported.csv (``None`` or a missing file: no rows); a malformed row is named
+    by its line number.
 
     ``value`` and ``baseline_value`` must be finite numbers. ``baseline_value`` may be empty (the source gives
     no baseline figure); ``nan`` or an empty ``value`` only on a row whose ``source`` starts with UNVERIFIED
     (a figure that could not be read), where they mean "no figure". An infinite value is always an error:
     it would be published as the paper's number."""
-    path = Path(path)
-    if not path.exists():
+    if path is None or not Path(path).exists():
         return pd.DataFrame(columns=REPORTED_COLUMNS + ["verified"])
+    path = Path(path)
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows or rows[0] != REPORTED_COLUMNS:

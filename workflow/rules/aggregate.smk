@@ -1,13 +1,13 @@
-"""Aggregates: per-paper tables and figures, the cross-paper summary, and the README splice."""
+"""Aggregates of the planned scale: per-paper tables and figures, the cross-paper summary, the README
+splice, and the input digests by which a fresh clone knows they are current (common.freshness). Every
+file a job reads is a declared input (common.workplan names them) and is passed on its command line,
+except each run's epochs.jsonl and benchmark file, which the aggregation finds beside the runs."""
 
 
 rule paper_table:
     """Per-paper table (mean, std, n seeds) and the paper's figures vs ours."""
     input:
-        runs=paper_runs,
-        paper=paper_files,
-    params:
-        digest=paper_files_digest,
+        unpack(table_job_inputs),
     output:
         csv=report("results/{scale}/tables/{paper}.csv", caption="../report/table.rst", category="Tables",
                    subcategory="{paper}"),
@@ -16,57 +16,50 @@ rule paper_table:
     conda:
         ENV
     log:
-        "results/{scale}/logs/table_{paper}.log",
+        "logs/{scale}/table_{paper}.log",
     shell:
-        "python -m common.aggregate table --paper {wildcards.paper} --scale {wildcards.scale} "
-        "--out-csv {output.csv:q} --out-md {output.md:q} --out-claims {output.claims:q} {input.runs:q} > {log:q} 2>&1"
+        "python -m common.aggregate table --paper {wildcards.paper} --scale {wildcards.scale} --paper-files {input.paper:q} "
+        "--out-csv {output.csv:q} --out-md {output.md:q} --out-claims {output.claims:q} {input.metrics:q} > {log:q} 2>&1"
 
 
 rule paper_figures:
-    """Bar charts against the reported value, learning curves and the paper's own plots."""
+    """Bar charts against the reported value, learning curves and the paper's own plots (plots.py)."""
     input:
-        runs=paper_runs,
-        paper=paper_files,
-    params:
-        digest=paper_files_digest,
+        unpack(table_job_inputs),
     output:
         report(directory("figures/{scale}/{paper}"), patterns=["{name}.png"], caption="../report/figure.rst",
                category="Figures", subcategory="{paper}"),
     conda:
         ENV
     log:
-        "results/{scale}/logs/figures_{paper}.log",
+        "logs/{scale}/figures_{paper}.log",
     shell:
-        "python -m common.aggregate figures --paper {wildcards.paper} --scale {wildcards.scale} "
-        "--out-dir {output:q} {input.runs:q} > {log:q} 2>&1"
+        "python -m common.aggregate figures --paper {wildcards.paper} --scale {wildcards.scale} --paper-files {input.paper:q} "
+        "--out-dir {output:q} {input.metrics:q} > {log:q} 2>&1"
 
 
 rule paper_inputs_digest:
-    """Record the content digest of the inputs a paper's table and figures were just built from (its
-    runs' metrics.json and its own files). In a fresh clone, where git's checkout order makes those
-    inputs look newer than the committed outputs, a matching digest marks that paper's committed
-    aggregates up to date (adopt_committed_aggregates), one paper at a time."""
+    """Record the content digest of the files a paper's table and figures were just built from (its runs'
+    metrics.json and its own files): while it matches, they are current (common.freshness)."""
+    localrule: True  # seconds of work: never worth a cluster job
     input:
-        runs=paper_runs,
-        paper=paper_files,
-        built=paper_built,
+        unpack(paper_record_inputs),
     output:
         "results/{scale}/digests/{paper}.sha256",
     conda:
         ENV
     log:
-        "results/{scale}/logs/digest_{paper}.log",
+        "logs/{scale}/digest_{paper}.log",
     shell:
-        "python workflow/scripts/inputs_digest.py {output:q} {input.runs:q} {input.paper:q} > {log:q} 2>&1"
+        "python -m common.freshness record {output:q} {input.digest:q} > {log:q} 2>&1"
 
 
 rule summary:
     """Every headline claim across papers with a verdict; cross-method matrix; the papers' cross-paper
-    tables (papers/<paper>/tables.py: make_tables, e.g. RankMixup's calibration table). Needs the
-    whole paper set: with papers= it refuses to run (summary_claims)."""
+    tables (papers/<paper>/tables.py: make_tables, e.g. RankMixup's calibration table); the forest plot.
+    Needs the whole paper set: with papers= it refuses to run (whole_set_only)."""
     input:
-        claims=summary_claims,
-        runs=summary_runs,
+        unpack(summary_inputs),
     output:
         md=report("results/{scale}/summary.md", caption="../report/summary.rst", category="Summary"),
         csv="results/{scale}/summary.csv",
@@ -76,58 +69,55 @@ rule summary:
         fmt="results/{scale}/aggregate_format.txt",
         extra=report(directory("results/{scale}/cross"), patterns=["{name}.md"], caption="../report/cross.rst",
                      category="Summary"),
-        **FOREST,
-    params:
-        extra=summary_extra_args,
+        forest=report("figures/{scale}/summary_forest.png", caption="../report/forest.rst", category="Summary"),
+        forest_pdf="figures/{scale}/summary_forest.pdf",
     conda:
         ENV
     log:
-        "results/{scale}/logs/summary.log",
+        "logs/{scale}/summary.log",
     shell:
-        "python -m common.aggregate summary --scale {wildcards.scale} --claims {input.claims:q} "
-        "--runs {input.runs:q} --out-md {output.md:q} --out-csv {output.csv:q} --out-tex {output.tex:q} "
-        "--out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} --out-extra {output.extra:q} "
-        "--out-format {output.fmt:q} "
-        "{params.extra} > {log:q} 2>&1"
+        "python -m common.aggregate summary --scale {wildcards.scale} --paper-files {input.paper:q} "
+        "--claims {input.claims:q} --runs {input.metrics:q} --out-md {output.md:q} --out-csv {output.csv:q} "
+        "--out-tex {output.tex:q} --out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} "
+        "--out-extra {output.extra:q} --out-format {output.fmt:q} --out-forest {output.forest:q} > {log:q} 2>&1"
 
 
 rule summary_inputs_digest:
-    """Record the content digest of every run and every paper's files once the cross-paper aggregates
-    are built from them (the record a fresh clone adopts them by, as for paper_inputs_digest)."""
+    """Record the content digest of every run and every paper's files once the cross-paper aggregates are
+    built from them (as paper_inputs_digest does for one paper)."""
+    localrule: True  # seconds of work: never worth a cluster job
     input:
-        inputs=summary_digest_inputs,
-        built=summary_outputs,
+        unpack(cross_record_inputs),
     output:
         "results/{scale}/digests/cross-paper.sha256",
     conda:
         ENV
     log:
-        "results/{scale}/logs/digest_summary.log",
+        "logs/{scale}/digest_summary.log",
     shell:
-        "python workflow/scripts/inputs_digest.py {output:q} {input.inputs:q} > {log:q} 2>&1"
+        "python -m common.freshness record {output:q} {input.digest:q} > {log:q} 2>&1"
 
 
 rule splice_readmes:
-    """The one step that writes tracked files: splice the generated blocks (its declared inputs:
-    results/<scale>/tables/<paper>.md, summary.md, matrix.md, results/bench/README_section.md) between
-    the `generated:` markers of README.md and papers/*/README.md. The READMEs are edited in place, so
-    they cannot be declared outputs (Snakemake deletes a job's outputs before running it); the output
-    readmes.done holds the digest of every input the cross-paper aggregates were built from. Part of
-    the default target only at a committed scale (cpu) and for the whole paper set; at other scales
-    only on request (`snakemake splice_readmes --config scale=quick`), where the aggregation writes
-    only its stamp: quick-scale tables are never inlined into tracked READMEs."""
+    """The one step that writes tracked files: splice the generated blocks between the `generated:`
+    markers of README.md and papers/*/README.md. The READMEs are edited in place, so they are inputs,
+    not outputs (Snakemake deletes a job's outputs before running it); the output readmes.done holds the
+    digest of every file the cross-paper aggregates were built from. Part of the default target only at a
+    committed scale (cpu) and for the whole paper set; elsewhere only on request (`snakemake
+    splice_readmes --config scale=quick`), where it writes only its stamp: quick-scale tables are never
+    inlined into tracked READMEs."""
+    localrule: True  # seconds of work: never worth a cluster job
     input:
-        unpack(readme_blocks),
+        unpack(readme_inputs),
     output:
         f"results/{SCALE}/readmes.done",
     params:
         scale=SCALE,
-        blocks=readme_block_args,
-        stamp_inputs=readme_stamp_inputs,
+        bench=lambda wc, input: f"--bench-section {' '.join(input.bench)}" if input.bench else "",
     conda:
         ENV
     log:
-        f"results/{SCALE}/logs/readmes.log",
+        f"logs/{SCALE}/readmes.log",
     shell:
-        "python -m common.aggregate readmes --scale {params.scale} {input.tables:q} {params.blocks} --stamp {output:q} "
-        "--stamp-inputs {params.stamp_inputs:q} > {log:q} 2>&1"
+        "python -m common.aggregate readmes --scale {params.scale} {input.tables:q} --summary-md {input.summary:q} "
+        "{params.bench} --stamp {output:q} --stamp-inputs {input.digest:q} > {log:q} 2>&1"

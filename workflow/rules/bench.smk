@@ -11,7 +11,7 @@ rule bench:
         png=report("results/bench/bench.png", caption="../report/bench.rst", category="Performance"),
         pdf="results/bench/bench.pdf",
     log:
-        "results/bench/bench.log",
+        "logs/bench/bench.log",
     conda:
         ENV
     shell:
