@@ -198,24 +198,6 @@ def run_config_json(wc):
     return json.dumps(run_config(wc.run_id), sort_keys=True)
 
 
-def run_gpus(wc):
-    return run_config(wc.run_id)["resources"].get("gpus", 0)
-
-
-def run_mem_mb(wc):
-    return run_config(wc.run_id)["resources"].get("mem_mb", 4000)
-
-
-def run_runtime(wc):
-    return run_config(wc.run_id)["resources"].get("runtime_min", 60)
-
-
-def launcher(wc):
-    if run_gpus(wc) > 1:  # multi-GPU runs go through torchrun (DistributedDataParallel)
-        return f"python -m torch.distributed.run --standalone --nproc_per_node={run_gpus(wc)}"
-    return "python"
-
-
 def train_code(wc):
     """The core code directory, an input of every run. Its timestamp is ignored (ancient) because
     common.codehash, not file times, decides which code a result belongs to; for a stale run it is a
