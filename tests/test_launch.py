@@ -96,9 +96,30 @@ def test_loader_workers_default_to_the_cpus_of_the_process(monkeypatch):
 
 
 # --------------------------------------------------------------------------- the launcher, run
-def _launch(args, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "common.launch", *args], env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+@pytest.fixture
+def launched():
+    """Starts launchers; at teardown stops any still running (SIGTERM: torchrun stops its workers),
+    then kills what is left of their process groups."""
+    procs = []
+
+    def start(args, env=None):
+        p = subprocess.Popen([sys.executable, "-m", "common.launch", *args], env={**os.environ, **(env or {})},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _stop(p: subprocess.Popen) -> None:
@@ -119,36 +140,36 @@ def _uninterrupted(tmp_path: Path, steps: int) -> dict:
     return _finished(ref)
 
 
-def test_each_process_gets_its_share_of_the_jobs_threads(tmp_path):
+def test_each_process_gets_its_share_of_the_jobs_threads(tmp_path, launched):
     """Snakemake sets OMP/MKL/... to the job's threads; torch follows MKL_NUM_THREADS too, so every
     one of them must be the process's share."""
     probe = tmp_path / "threads.py"
     probe.write_text("import torch; print(torch.get_num_threads())\n")
     job = dict.fromkeys(launch.THREAD_VARS, "2")
-    p = _launch(["--procs", "1", "--cpus", "1", "--", str(probe)], env=job)
+    p = launched(["--procs", "1", "--cpus", "1", "--", str(probe)], env=job)
     assert p.wait(timeout=120) == 0 and p.stdout.read().split() == ["1"]
 
 
-def test_a_stop_request_checkpoints_exits_75_and_the_rerun_resumes_exactly(tmp_path):
+def test_a_stop_request_checkpoints_exits_75_and_the_rerun_resumes_exactly(tmp_path, launched):
     out = tmp_path / "run"
-    p = _launch(["--procs", "1", "--", STANDIN, str(out), "400", "0.02"])
+    p = launched(["--procs", "1", "--", STANDIN, str(out), "400", "0.02"])
     _stop(p)  # early: delivered to the trainer only once it handles SIGUSR1, never killing it
     assert p.wait(timeout=120) == launch.EX_TEMPFAIL, p.stdout.read()
     assert not (out / "metrics.json").exists() and (out / "ckpt-0.json").exists()
-    p = _launch(["--", STANDIN, str(out), "400", "0.02"])
+    p = launched(["--", STANDIN, str(out), "400", "0.02"])
     assert p.wait(timeout=120) == 0, p.stdout.read()
     assert len((out / "starts-0.txt").read_text().splitlines()) == 2
     assert _finished(out) == _uninterrupted(tmp_path, 400)
 
 
 @pytest.mark.slow
-def test_two_processes_through_torchrun_stop_and_resume(tmp_path):
+def test_two_processes_through_torchrun_stop_and_resume(tmp_path, launched):
     out = tmp_path / "run"
-    p = _launch(["--procs", "2", "--cpus", "2", "--", STANDIN, str(out), "200", "0.05"])
+    p = launched(["--procs", "2", "--cpus", "2", "--", STANDIN, str(out), "200", "0.05"])
     _stop(p)
     assert p.wait(timeout=300) == launch.EX_TEMPFAIL, p.stdout.read()
     assert {f.name for f in out.glob("ckpt-*.json")} == {"ckpt-0.json", "ckpt-1.json"}
-    p = _launch(["--procs", "2", "--cpus", "2", "--", STANDIN, str(out), "200", "0.05"])
+    p = launched(["--procs", "2", "--cpus", "2", "--", STANDIN, str(out), "200", "0.05"])
     assert p.wait(timeout=300) == 0, p.stdout.read()
     assert _finished(out) == _uninterrupted(tmp_path, 200)
 
@@ -169,12 +190,13 @@ def _fake_scontrol(tmp_path: Path, restarts: int, ends_in_s: int) -> dict:
 
 
 @pytest.mark.parametrize("restarts, requeued", [(0, True), (3, False)])
-def test_in_a_slurm_job_the_run_is_stopped_before_the_end_and_the_job_requeued(tmp_path, restarts, requeued):
+def test_in_a_slurm_job_the_run_is_stopped_before_the_end_and_the_job_requeued(tmp_path, restarts, requeued,
+                                                                            launched):
     env = _fake_scontrol(tmp_path, restarts, ends_in_s=12)
     calls = env.pop("calls")
     out = tmp_path / "run"
     t0 = time.time()
-    p = _launch(["--lead", "10", "--max-requeues", "3", "--", STANDIN, str(out), "100000", "0.02"], env=env)
+    p = launched(["--lead", "10", "--max-requeues", "3", "--", STANDIN, str(out), "100000", "0.02"], env=env)
     if requeued:  # the launcher then waits for SLURM to stop the requeued job
         deadline = time.time() + 120
         while "requeue 4242" not in (calls.read_text() if calls.exists() else "") and time.time() < deadline:

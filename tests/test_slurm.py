@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,19 @@ def _start(repo: Path, *args: str, code: Path | None = None) -> subprocess.Popen
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.Popen(SNAKEMAKE + list(args), cwd=repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+
+
+@contextmanager
+def _stopped_on_failure(*procs: subprocess.Popen):
+    """Stop the Snakemake processes (which cancel their SLURM jobs) when the block fails."""
+    try:
+        yield
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.communicate(timeout=300)
+        raise
 
 
 def _finish(p: subprocess.Popen, what: str, timeout: int = 900) -> str:
@@ -210,7 +224,9 @@ def test_a_job_past_its_time_limit_is_requeued_and_the_run_resumes(cluster, tmp_
     (tmp_path / "profiles/slurm/cluster.yaml").write_text(_cluster_yaml(1, 15))
     (tmp_path / "Snakefile").write_text(CHAIN.format(lead=15, standin=STANDIN))
     run = _start(tmp_path, "--workflow-profile", "profiles/slurm", *NODE, code=ROOT)
-    _freeze_past_the_deadline(lambda cmd, cwd: str(STANDIN) in cmd and "common.launch" not in cmd, "the stand-in")
+    with _stopped_on_failure(run):
+        _freeze_past_the_deadline(lambda cmd, cwd: cwd == str(tmp_path) and str(STANDIN) in cmd
+                                  and "common.launch" not in cmd, "the stand-in")
     _finish(run, "the chain")
     starts = [line.split() for line in (tmp_path / "out/starts-0.txt").read_text().splitlines()]
     assert len(starts) >= 2 and len({job for _, job in starts}) == 1  # one SLURM job id, started again
@@ -228,8 +244,9 @@ def test_a_training_run_longer_than_its_job_finishes_in_a_chain_with_the_same_me
     repo = _tiny_repo(tmp_path / "slurm", grid, max_runtime=1, lead_s=15, claim="erm")
     local = _start(_twin(repo, tmp_path / "local"), "--cores", "1", "--until", "train")
     on_slurm = _start(repo, "--workflow-profile", "profiles/slurm", *NODE, "--until", "train")
-    _freeze_past_the_deadline(lambda cmd, cwd: cwd == str(repo) and "-m common.train" in cmd
-                              and "common.launch" not in cmd, "the trainer")
+    with _stopped_on_failure(local, on_slurm):
+        _freeze_past_the_deadline(lambda cmd, cwd: cwd == str(repo) and "-m common.train" in cmd
+                                  and "common.launch" not in cmd, "the trainer")
     _finish(on_slurm, "the chain on SLURM")
     _finish(local, "the local run")
     assert _requeues(repo) >= 1
