@@ -2,11 +2,12 @@
 
 **Plan time** (``workflow/rules/train.smk`` through :class:`RuleResources`): from a run config's
 ``resources`` block, the job's CPUs (Snakemake ``threads``, which the SLURM executor plugin passes
-as ``--cpus-per-task``), GPUs, memory and walltime. The walltime is the run's ``runtime_min``
-capped at the ``max_runtime`` of the partitions that can take the run (``partitions`` of the
-workflow config, which the SLURM profile sets from ``profiles/slurm/cluster.yaml``, the file the
-plugin also reads to place GPU runs on GPU partitions and everything else on CPU partitions). A run
-has ``resources.procs`` processes on one node (default: one per GPU, at least one).
+as ``--cpus-per-task``), GPUs, memory and walltime. The walltime is the run's ``runtime_min`` plus
+the checkpoint lead, capped at the ``max_runtime`` of the partitions that can take the run
+(``partitions`` of the workflow config, which the SLURM profile sets from
+``profiles/slurm/cluster.yaml``, the file the plugin also reads to place GPU runs on GPU partitions
+and everything else on CPU partitions). A run has ``resources.procs`` processes on one node
+(default: one per GPU, at least one).
 
 **Run time**::
 
@@ -55,22 +56,20 @@ RECHECK_S = 600  # how often a waiting launcher asks SLURM again for the job's e
 
 # --------------------------------------------------------------------------- plan time
 def _resources(cfg: dict) -> dict:
-    return cfg.get("resources") or {}
+    return cfg["resources"]
 
 
 def gpus(cfg: dict) -> int:
-    return int(_resources(cfg).get("gpus", 0))
+    return int(_resources(cfg)["gpus"])
 
 
 def procs(cfg: dict) -> int:
     """Processes of the run on its one node: ``resources.procs``, default one per GPU (at least 1)."""
-    res = _resources(cfg)
-    if int(res.get("nodes", 1)) != 1:
+    res, g = _resources(cfg), gpus(cfg)
+    if int(res["nodes"]) != 1:
         raise ConfigError(f"resources.nodes: {res['nodes']} nodes; runs start all their processes on one node "
                           "(torchrun rendezvous on the node), so resources.nodes must be 1")
-    n, g = int(res.get("procs", max(1, gpus(cfg)))), gpus(cfg)
-    if n < 1:
-        raise ConfigError(f"resources.procs: {n}; a run needs at least one process")
+    n = int(res.get("procs", max(1, g)))
     if g and n != g:
         raise ConfigError(f"resources.procs: {n} processes for resources.gpus: {g}; a GPU run has one process per GPU")
     return n
@@ -78,7 +77,7 @@ def procs(cfg: dict) -> int:
 
 def cpus(cfg: dict) -> int:
     """CPUs of the run's job (all its processes): ``resources.cpus``, at least one per process."""
-    n, p = int(_resources(cfg).get("cpus", 1)), procs(cfg)
+    n, p = int(_resources(cfg)["cpus"]), procs(cfg)
     if n < p:
         raise ConfigError(f"resources.cpus: {n} CPUs for resources.procs: {p} processes; "
                           "give each process at least one CPU")
@@ -86,7 +85,7 @@ def cpus(cfg: dict) -> int:
 
 
 def mem_mb(cfg: dict) -> int:
-    return int(_resources(cfg).get("mem_mb", 4000))
+    return int(_resources(cfg)["mem_mb"])
 
 
 def partition(cfg: dict) -> str | None:
@@ -117,17 +116,22 @@ def walltime_cap(cfg: dict, partitions: dict) -> int | None:
     return None if any(m is None for m in limits) else max(int(m) for m in limits)
 
 
-def runtime(cfg: dict, partitions: dict) -> int:
-    """Walltime (minutes) of one job of the run: ``resources.runtime_min`` capped by :func:`walltime_cap`."""
-    want, cap = int(_resources(cfg).get("runtime_min", 60)), walltime_cap(cfg, partitions)
+def runtime(cfg: dict, partitions: dict, lead_s: int) -> int:
+    """Walltime (minutes) of one job of the run: ``resources.runtime_min`` plus the checkpoint lead
+    (the run is asked to stop ``lead_s`` before the end), capped by :func:`walltime_cap`."""
+    want, cap = int(_resources(cfg)["runtime_min"]) + math.ceil(lead_s / 60), walltime_cap(cfg, partitions)
+    if cap is not None and lead_s >= cap * 60:
+        raise ConfigError(f"checkpoint_lead_s: {lead_s} s is not shorter than the {cap} min a job of this run may "
+                          "take (max_runtime of its partitions): the run would stop as soon as it starts")
     return want if cap is None else min(want, cap)
 
 
-def max_requeues(cfg: dict, partitions: dict) -> int:
-    """Requeues a run's job may use: twice the jobs its ``runtime_min`` needs at the cap, so an
-    estimate short by half still finishes, and a run that makes no progress stops."""
-    jobs = math.ceil(int(_resources(cfg).get("runtime_min", 60)) / runtime(cfg, partitions))
-    return 2 * jobs
+def max_requeues(cfg: dict, partitions: dict, lead_s: int) -> int:
+    """Requeues a run's job may use: twice the jobs its ``runtime_min`` needs (each trains for its
+    walltime less the lead), so an estimate short by half still finishes and a run that makes no
+    progress stops."""
+    per_job = runtime(cfg, partitions, lead_s) * 60 - lead_s
+    return 2 * math.ceil(int(_resources(cfg)["runtime_min"]) * 60 / per_job)
 
 
 class RuleResources:
@@ -137,7 +141,7 @@ class RuleResources:
     workflow config's ``partitions`` and ``checkpoint_lead_s``."""
 
     def __init__(self, run_config, partitions: dict, lead_s: int):
-        self.run_config, self.partitions, self.lead_s = run_config, partitions or {}, int(lead_s)
+        self.run_config, self.partitions, self.lead_s = run_config, partitions, int(lead_s)
 
     def _cfg(self, wc) -> dict:
         return self.run_config(wc.run_id)
@@ -152,7 +156,7 @@ class RuleResources:
         return mem_mb(self._cfg(wc))
 
     def runtime(self, wc) -> int:
-        return runtime(self._cfg(wc), self.partitions)
+        return runtime(self._cfg(wc), self.partitions, self.lead_s)
 
     def partition(self, wc) -> str | None:
         return partition(self._cfg(wc))
@@ -160,7 +164,8 @@ class RuleResources:
     def args(self, wc) -> str:
         """The launcher's options (besides ``--cpus``, which the rule takes from its threads)."""
         cfg = self._cfg(wc)
-        return f"--procs {procs(cfg)} --lead {self.lead_s} --max-requeues {max_requeues(cfg, self.partitions)}"
+        return (f"--procs {procs(cfg)} --lead {self.lead_s} "
+                f"--max-requeues {max_requeues(cfg, self.partitions, self.lead_s)}")
 
 
 # --------------------------------------------------------------------------- run time

@@ -45,23 +45,32 @@ def test_resources_a_run_cannot_use_are_rejected_naming_the_key(res, key):
 
 def test_walltime_is_capped_by_the_partitions_that_can_take_the_run():
     gpu_run = _cfg(gpus=8, cpus=32, runtime_min=10080)
-    assert launch.runtime(gpu_run, PARTITIONS) == 2880  # only `gpu` has GPUs
-    assert launch.runtime(_cfg(runtime_min=5000), PARTITIONS) == 5000  # CPU partitions: `long` allows 10080
-    assert launch.runtime(_cfg(runtime_min=5000), {"cpu": PARTITIONS["cpu"]}) == 1440
-    assert launch.runtime(_cfg(runtime_min=30), PARTITIONS) == 30
-    assert launch.runtime(gpu_run, {}) == 10080  # no partitions: no cap (local runs)
-    assert launch.runtime(_cfg(runtime_min=5000, slurm_partition="cpu"), PARTITIONS) == 1440  # the run's own
+    assert launch.runtime(gpu_run, PARTITIONS, 0) == 2880  # only `gpu` has GPUs
+    assert launch.runtime(_cfg(runtime_min=5000), PARTITIONS, 0) == 5000  # CPU partitions: `long` allows 10080
+    assert launch.runtime(_cfg(runtime_min=5000), {"cpu": PARTITIONS["cpu"]}, 0) == 1440
+    assert launch.runtime(gpu_run, {}, 0) == 10080  # no partitions: no cap (local runs)
+    assert launch.runtime(_cfg(runtime_min=5000, slurm_partition="cpu"), PARTITIONS, 0) == 1440  # the run's own
     # a CPU-only run goes to partitions without GPUs when there are any, else anywhere
-    assert launch.runtime(_cfg(runtime_min=5000), {"gpu": PARTITIONS["gpu"]}) == 2880
+    assert launch.runtime(_cfg(runtime_min=5000), {"gpu": PARTITIONS["gpu"]}, 0) == 2880
     with pytest.raises(ConfigError, match="resources.gpus: 8 GPUs"):
-        launch.runtime(gpu_run, {"cpu": PARTITIONS["cpu"]})
+        launch.runtime(gpu_run, {"cpu": PARTITIONS["cpu"]}, 0)
     with pytest.raises(ConfigError, match="slurm_partition: nowhere"):
-        launch.runtime(_cfg(slurm_partition="nowhere"), PARTITIONS)
+        launch.runtime(_cfg(slurm_partition="nowhere"), PARTITIONS, 0)
+
+
+def test_a_job_has_the_runs_estimate_before_it_is_asked_to_stop():
+    assert launch.runtime(_cfg(runtime_min=30), PARTITIONS, 900) == 30 + 15
+    assert launch.runtime(_cfg(runtime_min=5000), {"cpu": PARTITIONS["cpu"]}, 900) == 1440
+    with pytest.raises(ConfigError, match="checkpoint_lead_s: 900 s"):
+        launch.runtime(_cfg(), {"cpu": {"max_gpu": 0, "max_runtime": 15}}, 900)
 
 
 def test_a_chain_may_use_twice_the_jobs_its_runtime_needs():
-    assert launch.max_requeues(_cfg(gpus=8, cpus=32, runtime_min=10080), PARTITIONS) == 2 * 4
-    assert launch.max_requeues(_cfg(runtime_min=30), PARTITIONS) == 2
+    gpu_run = _cfg(gpus=8, cpus=32, runtime_min=10080)
+    assert launch.max_requeues(gpu_run, PARTITIONS, 0) == 2 * 4
+    assert launch.max_requeues(gpu_run, PARTITIONS, 900) == 2 * 4  # 2865 of 2880 min train per job
+    assert launch.max_requeues(_cfg(runtime_min=2880), {"gpu": PARTITIONS["gpu"]}, 900) == 2 * 2
+    assert launch.max_requeues(_cfg(runtime_min=30), PARTITIONS, 0) == 2
 
 
 def test_rule_resources_are_functions_of_the_run_id():
@@ -69,6 +78,7 @@ def test_rule_resources_are_functions_of_the_run_id():
     rr = launch.RuleResources(runs.__getitem__, {k: PARTITIONS[k] for k in ("gpu", "cpu")}, 600)
     a, b = SimpleNamespace(run_id="a"), SimpleNamespace(run_id="b")
     assert (rr.threads(a), rr.gpus(a), rr.mem_mb(a), rr.runtime(a), rr.partition(a)) == (6, 0, 9000, 1440, None)
+    assert rr.runtime(b) == 60 + 10
     assert rr.args(a) == "--procs 2 --lead 600 --max-requeues 6"
     assert (rr.threads(b), rr.gpus(b), rr.args(b)) == (8, 2, "--procs 2 --lead 600 --max-requeues 2")
 

@@ -183,6 +183,14 @@ def _freeze_past_the_deadline(match, what: str) -> None:
             os.kill(p, signal.SIGCONT)
 
 
+def _job_cpus(snakemake_output: str) -> list[int]:
+    """CPUs SLURM allocated to each job of a workflow run (its jobs are named by the run ID)."""
+    run_id = re.search(r"SLURM run ID: (\S+)", snakemake_output).group(1)
+    out = subprocess.run(["squeue", "--states=all", "-h", "-n", run_id, "-o", "%C"], capture_output=True,
+                         text=True, check=True).stdout
+    return [int(c) for c in out.split()]
+
+
 def _requeues(repo: Path) -> int:
     logs = "".join(f.read_text() for f in (repo / ".snakemake" / "slurm_logs").rglob("*.log"))
     return len(re.findall(r"launch: SLURM job \d+ requeued", logs))
@@ -199,9 +207,11 @@ def test_the_slurm_profile_gives_the_runs_and_aggregates_of_a_local_run(cluster,
     local = _start(_twin(repo, tmp_path / "local"), "--cores", "2")
     on_slurm = _start(repo, "--workflow-profile", "profiles/slurm", *NODE)
     _finish(local, "the local run")
-    _finish(on_slurm, "the run on SLURM")
+    log = _finish(on_slurm, "the run on SLURM")
     ddp = [json.loads(f.read_text()) for f in (repo / "results/quick/runs").glob("*/metrics.json")]
     assert sorted(m["provenance"]["world_size"] for m in ddp) == [1, 1, 2]
+    cpus = _job_cpus(log)  # resources.cpus reached SLURM: only the two-process run has 2 CPUs
+    assert len(cpus) > 3 and sorted(cpus) == [1] * (len(cpus) - 1) + [2], cpus
     ours, theirs = _outputs(repo), _outputs(tmp_path / "local")
     assert len(ours) > 20 and sorted(ours) == sorted(theirs)
     for name in ours:
