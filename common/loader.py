@@ -347,11 +347,14 @@ class FileLoader:
 
 
 def loader_options(cfg: dict) -> dict:
-    """``dataset.loader`` with its defaults (workers: ``resources.cpus`` or 4)."""
+    """``dataset.loader`` with its defaults (workers: the CPUs this process has at run time,
+    :func:`common.launch.cpus_per_rank`: the job's CPUs over its processes on the node)."""
+    from .launch import cpus_per_rank
+
     lo = dict(cfg["dataset"].get("loader") or {})
     workers = lo.get("workers")
     if workers is None:
-        workers = (cfg.get("resources") or {}).get("cpus") or 4
+        workers = cpus_per_rank()
     return {"workers": int(workers), "pin_memory": lo.get("pin_memory", True),
             "persistent_workers": lo.get("persistent_workers", True), "prefetch_factor": lo.get("prefetch_factor", 2)}
 

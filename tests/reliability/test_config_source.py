@@ -63,7 +63,8 @@ def test_defaults_are_the_schemas_defaults():
     assert config.DEFAULTS == config.schema_defaults(schema)
     no_default = {k for k, sub in _props(schema) if "default" not in sub and "properties" not in sub}
     # keys that are absent unless set (free-form or optional), everything else has a default
-    assert no_default == {"dataset.options", "train.betas", "resources.slurm_partition", "resources.gpu_mem_gb"}
+    assert no_default == {"dataset.options", "train.betas", "resources.slurm_partition", "resources.gpu_mem_gb",
+                          "resources.procs"}
     assert config.DEFAULTS["model"] == {"name": "resnet8"} and config.DEFAULTS["method"] == {"name": "erm"}
 
 

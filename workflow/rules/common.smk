@@ -84,24 +84,6 @@ def run_config_json(wc):
     return json.dumps(run_config(wc.run_id), sort_keys=True)
 
 
-def run_gpus(wc):
-    return run_config(wc.run_id)["resources"].get("gpus", 0)
-
-
-def run_mem_mb(wc):
-    return run_config(wc.run_id)["resources"].get("mem_mb", 4000)
-
-
-def run_runtime(wc):
-    return run_config(wc.run_id)["resources"].get("runtime_min", 60)
-
-
-def launcher(wc):
-    if run_gpus(wc) > 1:  # multi-GPU runs go through torchrun (DistributedDataParallel)
-        return f"python -m torch.distributed.run --standalone --nproc_per_node={run_gpus(wc)}"
-    return "python"
-
-
 # ------------------------------------------------------------------ aggregates
 def current_if(current, inputs):
     """`inputs` ({name: files}, common.workplan), marked ancient() when what is built from them is current

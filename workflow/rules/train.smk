@@ -1,4 +1,5 @@
-"""Training: one job per run of the plan (workflow/rules/common.smk)."""
+"""Training: one job per run of the plan (workflow/rules/common.smk), launched by common/launch.py."""
+from common import launch
 
 
 wildcard_constraints:
@@ -9,12 +10,18 @@ wildcard_constraints:
     paper=r"[a-z0-9_]+",
 
 
+# per run: CPUs, GPUs, memory and walltime of its job (capped by the SLURM profile's partitions),
+# processes and walltime chaining of the launcher
+RUN_RESOURCES = launch.RuleResources(run_config, config["partitions"], config["checkpoint_lead_s"])
+
+
 rule train:
     """One training run: resolved config -> metrics.json (+ epochs.jsonl). The outputs are update():
     Snakemake neither deletes them before the job nor keeps a failed job's version (it restores the
     previous one), so a failing retrain leaves committed results as they were. The `retrained` stamp
     (temporary) is what the default target asks for when the run is stale (common.freshness); logs
-    go to logs/, which is not tracked."""
+    go to logs/, which is not tracked.
+    Threads are the job's CPUs: the run's resources.cpus, or the profile's set-threads (profiles/default)."""
     output:
         metrics=update("results/{tree}/runs/{run_id}/metrics.json"),
         epochs=update("results/{tree}/runs/{run_id}/epochs.jsonl"),
@@ -27,13 +34,13 @@ rule train:
         "results/{tree}/benchmarks/{run_id}.tsv"
     params:
         cfg=run_config_json,
-        launcher=launcher,
-    threads: 1  # the profiles set it (set-threads: train)
+        launch=RUN_RESOURCES.args,
+    threads: RUN_RESOURCES.threads
     resources:
-        gpu=run_gpus,
-        mem_mb=run_mem_mb,
-        runtime=run_runtime,
+        gpu=RUN_RESOURCES.gpus,
+        mem_mb=RUN_RESOURCES.mem_mb,
+        runtime=RUN_RESOURCES.runtime,
+        slurm_partition=RUN_RESOURCES.partition,
     shell:
-        "OMP_NUM_THREADS={threads} "
-        "{params.launcher} -m common.train --config-json {params.cfg:q} "
+        "python -m common.launch --cpus {threads} {params.launch} -- -m common.train --config-json {params.cfg:q} "
         "--out results/{wildcards.tree}/runs/{wildcards.run_id} > {log:q} 2>&1"
