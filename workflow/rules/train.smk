@@ -9,7 +9,9 @@ wildcard_constraints:
 
 rule train:
     """One training run: resolved config -> metrics.json (+ epochs.jsonl). The `code` input is the
-    core code directory, whose timestamp only counts for runs common.codehash finds stale (train_code)."""
+    core code directory, whose timestamp only counts for runs common.codehash finds stale (train_code).
+    The run directory is the one of the declared output, so a rule reusing this one (verify_train)
+    trains the same command into its own tree."""
     input:
         code=train_code,
     output:
@@ -32,4 +34,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} "
         "{params.launcher} -m common.train --config-json {params.cfg:q} "
-        "--out results/{wildcards.scale}/runs/{wildcards.run_id} > {log:q} 2>&1"
+        "--out \"$(dirname {output.metrics:q})\" > {log:q} 2>&1"
