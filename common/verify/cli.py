@@ -237,10 +237,9 @@ def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
         if a.cmd == "machine-id":
-            from ..fileio import hardware
-            from .machine import machine_id
+            from .machine import effective_hardware, machine_id
 
-            print(machine_id(hardware()))
+            print(machine_id(effective_hardware()))
         else:
             {"calibrate": cmd_calibrate, "plan": cmd_plan, "report": cmd_report}[a.cmd](a)
     except RequestError as e:

@@ -30,13 +30,24 @@ def machine_id(hw: dict) -> str:
     return f"{name}-{cap}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
 
 
-def describe() -> dict:
-    """This machine: hardware (CPU model, ISA flags, torch capability), id, threads, library versions,
-    portable mode."""
-    from ..fileio import hardware, package_versions, thread_settings
+def effective_hardware() -> dict:
+    """``common.fileio.hardware()`` with the capability training runs under here: DEFAULT when the
+    portable mode is asked for (``MIXREPRO_PORTABLE``), which the process asking need not be in."""
+    from ..fileio import hardware
     from . import portable
 
     hw = hardware()
+    return {**hw, "torch_cpu_capability": "DEFAULT"} if portable.enabled() else hw
+
+
+def describe() -> dict:
+    """This machine: hardware (CPU model, ISA flags, torch capability), id, threads, library versions,
+    portable mode (applied to this process first when asked for, so that it reports what runs train under)."""
+    from ..fileio import package_versions, thread_settings
+    from . import portable
+
+    portable.apply()
+    hw = effective_hardware()
     return {"id": machine_id(hw), **hw, "threads": thread_settings(), "versions": package_versions(),
             "portable": portable.provenance_entry()}
 

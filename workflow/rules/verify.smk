@@ -2,17 +2,17 @@
 the committed ones (common.verify; README, *Reproducibility*).
 
     snakemake verify                                          # quick: trains the quick runs first, reruns all
+    snakemake verify --config verify_runs='[ID1,ID2]'         # quick: trains and reruns those two
     snakemake verify --config scale=cpu verify_budget=30      # CPU-minutes: calibration + a sample
     snakemake verify --config scale=cpu verify_runs='[ID1,ID2]'
 
 Everything goes to results/<scale>/verify/<machine id>/ (runs/, logs/, benchmarks/, calibration.json,
 plan.json, report.md, report.json); committed runs and aggregates are never written. At a committed scale
 the committed runs are read as they are, never scheduled (a stale one is not retrained in place)."""
-from common.fileio import hardware
 from common.verify.cli import plan_arguments, rerun_targets
-from common.verify.machine import machine_id
+from common.verify.machine import effective_hardware, machine_id
 
-VERIFY_DIR = f"results/{SCALE}/verify/{machine_id(hardware())}"
+VERIFY_DIR = f"results/{SCALE}/verify/{machine_id(effective_hardware())}"
 VERIFY_PAPERS = f"--papers {' '.join(SUBSET)}" if SUBSET else ""
 VERIFY_CALIBRATE = config["verify_budget"] is not None and not config["verify_runs"]
 
@@ -48,7 +48,7 @@ checkpoint verify_plan:
     """The runs to retrain: verify_runs, or a sample within verify_budget (common.verify.select)."""
     input:
         calibration=[f"{VERIFY_DIR}/calibration.json"] if VERIFY_CALIBRATE else [],
-        runs=[metrics_path(r) for r in sorted(RUNS)] if SCALE not in COMMITTED_SCALES else [],
+        runs=[metrics_path(r) for r in config["verify_runs"] or sorted(RUNS)] if SCALE not in COMMITTED_SCALES else [],
     output:
         f"{VERIFY_DIR}/plan.json",
     params:
