@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from workflow_helpers import ROOT, _add_paper, _copy_repo, _git, _smk
 
+
 def _machine_dir(repo: Path) -> Path:
     dirs = sorted((repo / "results/quick/verify").iterdir())
     assert len(dirs) == 1, dirs

@@ -43,11 +43,14 @@ def load(root: Path, scale: str, ids: list[str], replaced: dict[str, Path] | Non
     return load_runs([replaced.get(r, root / "results" / scale / "runs" / r) / "metrics.json" for r in ids])
 
 
-def groups_of(runs: list[dict]) -> dict[tuple, list[str]]:
-    """``{(method label, setting): [run ids]}``."""
+def groups_of(runs: list[dict], claims: list[dict]) -> dict[tuple, list[str]]:
+    """``{(method label, setting): [run ids]}``, the seeds of each method and setting
+    (:func:`common.verify.compare.seed_groups`)."""
+    from .compare import seed_groups
+
     out: dict[tuple, list[str]] = {}
-    for r in runs:
-        out.setdefault((r["label"], r["setting"]), []).append(r["dir"].name)
+    for rid, key in seed_groups(runs, claims).items():
+        out.setdefault(key, []).append(rid)
     return out
 
 
@@ -106,20 +109,22 @@ def cmd_plan(a) -> None:
         raise RequestError(f"verify at scale '{a.scale}' retrains committed runs: give verify_budget=<CPU-minutes> "
                            f"or verify_runs=[<run id>, ...] (all {len(ids)} runs would take "
                            f"~{sum(est.values()) / 60:.0f} CPU-minutes)")
-    runs = load(root, a.scale, ids)
-    groups = groups_of(runs)
+    not_covered = []
     if a.runs:
         chosen = [{"run_id": r, "reason": "listed in verify_runs", "est_cpu_s": est[r]} for r in dict.fromkeys(a.runs)]
     else:
+        runs = load(root, a.scale, ids)
         claims = [{**c, "closeness": closeness(c)} for c in claim_rows(runs, root, a.scale)]
         budget_s = float("inf") if a.budget is None else a.budget * 60 - (cal["cpu_s"] if cal else 0.0)
+        groups = groups_of(runs, claims)
         chosen = choose(groups, est, budget_s, claims)
-    picked = {c["run_id"] for c in chosen}
-    check_data(root, a.scale, sorted(picked))
+        picked = {c["run_id"] for c in chosen}
+        not_covered = sorted(f"{label} ({setting})" for (label, setting), rs in groups.items() if not picked & set(rs))
+    check_data(root, a.scale, sorted(c["run_id"] for c in chosen))
     atomic_write_json(a.out, {
         "scale": a.scale, "budget_min": a.budget, "explicit": bool(a.runs), "papers": a.papers, "runs": chosen,
         "calibration": cal["kinds"] if cal else None, "calibration_cpu_s": cal["cpu_s"] if cal else 0.0,
-        "not_covered": sorted(f"{label} ({setting})" for (label, setting), rs in groups.items() if not picked & set(rs))})
+        "not_covered": not_covered})
     print(f"verify plan: {len(chosen)} run(s), ~{sum(c['est_cpu_s'] for c in chosen) / 60:.1f} CPU-minutes here")
 
 
@@ -167,12 +172,13 @@ def cmd_report(a) -> None:
 def rerun_entry(rid: str, committed: list[dict], with_reruns: list[dict], claims: list[dict], plan: dict, vdir: Path,
                 root: Path, scale: str) -> dict:
     from ..aggregate.runs import read_benchmark_files
-    from .compare import agreement
+    from .compare import agreement, seed_groups
     from .costs import committed_costs
 
     mine = next(r for r in committed if r["dir"].name == rid)
     rerun = next(r for r in with_reruns if r["dir"].name == rid)
-    group = [r for r in committed if (r["label"], r["setting"]) == (mine["label"], mine["setting"])]
+    seeds = seed_groups(committed, claims)
+    group = [r for r in committed if seeds[r["dir"].name] == seeds[rid]]
     in_claims = [c for c in claims if rid in c["run_ids"]]
     metrics = list(dict.fromkeys([HEADLINE[mine["task"]], *(c["metric"] for c in in_claims)]))
     cost = committed_costs(root / "results" / scale, [rid], units_csv(root, scale)).iloc[0]

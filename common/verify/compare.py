@@ -144,6 +144,19 @@ def claim_rows(runs: list[dict], root, scale: str) -> list[dict]:
     return rows
 
 
+def seed_groups(runs: list[dict], claims: list[dict]) -> dict[str, tuple]:
+    """``{run id: (method label, setting)}``: the runs that are seeds of one another. A run's setting is
+    the claims' where a claim pools settings (``seed_linked``: e.g. a split drawn per seed, so each seed is
+    a setting of its own), else the run's own."""
+    label = {r["dir"].name: r["label"] for r in runs}
+    out = {r["dir"].name: (r["label"], r["setting"]) for r in runs}
+    for c in claims:
+        for rid in c["run_ids"]:
+            if rid in out and c["setting"] != out[rid][1]:
+                out[rid] = (label[rid], c["setting"])
+    return out
+
+
 def claim_stability(before: list[dict], after: list[dict], reruns: set[str]) -> list[dict]:
     """The claim rows whose arms hold a rerun: the verdict from the committed runs and with the reruns in
     place of the seeds they replace, and whether it would change."""

@@ -78,7 +78,7 @@ def selection_markdown(sel: dict, runs: list[dict]) -> list[str]:
         lines += [f"| {k} | `{c['run_id']}` | {c['committed_epoch_cpu_s']:.2f} | {c['here_epoch_cpu_s']:.2f} | "
                   f"{c['ratio']:.2f} |" for k, c in sel["calibration"].items()]
     if sel.get("not_covered"):
-        lines += ["", f"Method x setting groups the budget left out ({len(sel['not_covered'])}): "
+        lines += ["", f"Method x setting groups not rerun ({len(sel['not_covered'])}): "
                       + ", ".join(f"{g}" for g in sel["not_covered"]) + "."]
     lines += ["", "| run | why | estimated CPU-s | CPU-s here |", "|---|---|---|---|"]
     here = {r["run_id"]: r["time"]["rerun_cpu_s"] for r in runs}
