@@ -91,6 +91,22 @@ def test_a_perturbed_committed_metric_is_outside_seed_noise_and_names_its_claim(
     assert "tinyv/tinyv_claim" in out_md.read_text()
 
 
+@pytest.mark.slow
+def test_a_budget_buys_a_calibration_then_a_sample_that_fits(repo):
+    """Last of the module's end-to-end tests: it replaces the plan (the reruns already exist, so only the
+    calibration, the plan and the report run)."""
+    _smk(repo, "verify", "--cores", "2", "--config", "verify_budget=0.6")
+    mdir = _machine_dir(repo)
+    cal = json.loads((mdir / "calibration.json").read_text())
+    plan = json.loads((mdir / "plan.json").read_text())
+    assert set(cal["kinds"]) == {"mlp"} and cal["cpu_s"] > 0 and cal["kinds"]["mlp"]["ratio"] > 0
+    assert plan["budget_min"] == 0.6 and not plan["explicit"]
+    assert sum(r["est_cpu_s"] for r in plan["runs"]) <= 0.6 * 60 - cal["cpu_s"]
+    rep = json.loads((mdir / "report.json").read_text())
+    assert [r["run_id"] for r in rep["runs"]] == [r["run_id"] for r in plan["runs"]]
+    assert "(budget 0.6)" in rep["summary"]
+
+
 def _env(repo: Path) -> dict:
     import os
 
@@ -136,6 +152,17 @@ def test_comparable_ignores_clocks_and_the_folder_name_but_not_a_number(tmp_path
     assert first_difference(comparable(a), comparable(b)) is None
     c = run("c", 0.5000000000000001, 1.0, 3.0)
     assert first_difference(comparable(a), comparable(c)) == "epochs.0.train_loss: 0.5 vs 0.5000000000000001"
+
+
+def test_seeds_are_pooled_across_settings_where_a_claim_pools_them():
+    from common.verify.compare import seed_groups
+
+    runs = [{"dir": Path(f"runs/{m}-s{k}"), "label": m, "setting": f"split{k}"} for m in ("erm", "cmix") for k in (0, 1)]
+    runs.append({"dir": Path("runs/other-s0"), "label": "other", "setting": "split0"})
+    claims = [{"setting": "pooled", "run_ids": ["erm-s0", "erm-s1", "cmix-s0", "cmix-s1"]}]
+    groups = seed_groups(runs, claims)
+    assert groups["erm-s0"] == groups["erm-s1"] == ("erm", "pooled") != groups["cmix-s0"]
+    assert groups["other-s0"] == ("other", "split0")  # in no pooling claim: its own setting
 
 
 # ----------------------------------------------------------------------------- the sample within a budget
