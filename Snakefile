@@ -33,6 +33,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/bench.smk"
+include: "workflow/rules/verify.smk"
 
 
 onsuccess:

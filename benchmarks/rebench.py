@@ -12,6 +12,11 @@ today's machine, or the machine of the largest batch (:func:`one_machine_factors
 
     python -m benchmarks.rebench --scale cpu --data-root ../shared/data RUN_ID [RUN_ID ...] \\
         --out results/bench/rebench.csv
+    python -m benchmarks.rebench --scale cpu --units-only    # machine_units_cpu.csv from rebench.csv
+
+Per committed run, :func:`machine_units` gives the factor that puts its CPU time in the rerun machine's
+units, from the reruns of its own batch and workload kind (model); ``results/bench/machine_units_<scale>.csv``
+holds them for the matrix's time column (:mod:`common.aggregate`) and ``snakemake verify``.
 
 It also says whether each rerun's metrics equal the committed ones: they do on the machine that
 trained them, and differ in the low float bits on a CPU with another instruction set (oneDNN
@@ -31,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.aggregate import read_benchmark_files
+from common.verify.compare import comparable
 
 
 def measurement_batches(scale: str, root=".") -> pd.DataFrame:
@@ -50,18 +56,6 @@ def measurement_batches(scale: str, root=".") -> pd.DataFrame:
             last.setdefault(Path(line).stem, batch)
     df = read_benchmark_files(Path(root) / folder)[["run_id", "cpu_time"]]
     return df.assign(batch=[last.get(r, "uncommitted") for r in df["run_id"]])
-
-
-def _metrics(path: Path) -> dict:
-    """metrics.json without its provenance and throughput (times, commit, argv differ between any two
-    runs)."""
-    d = json.loads(path.read_text())
-    d.pop("provenance", None)
-    d.pop("train_images_per_sec", None)
-    for key in ("last_epoch", "best_epoch_test"):
-        if isinstance(d.get(key), dict):
-            d[key].pop("train_secs", None)
-    return d
 
 
 def rerun(run_ids: list[str], scale: str, data_root: str, root=".", cores: int = 2) -> pd.DataFrame:
@@ -87,8 +81,8 @@ def rerun(run_ids: list[str], scale: str, data_root: str, root=".", cores: int =
         bench = read_benchmark_files(clone / "results" / scale / "benchmarks").set_index("run_id")
         return pd.DataFrame([{
             "run_id": rid, "rerun_cpu_time": bench.loc[rid, "cpu_time"], "rerun_s": bench.loc[rid, "s"],
-            "metrics_equal": _metrics(root / "results" / scale / "runs" / rid / "metrics.json")
-            == _metrics(clone / "results" / scale / "runs" / rid / "metrics.json"),
+            "metrics_equal": comparable(root / "results" / scale / "runs" / rid)["metrics"]
+            == comparable(clone / "results" / scale / "runs" / rid)["metrics"],
         } for rid in run_ids])
 
 
@@ -129,6 +123,56 @@ def one_machine_factors(scale: str, root=".", csv=None) -> tuple[dict[str, float
                      "meta": json.loads(meta.read_text()) if meta.is_file() else {}}
 
 
+def run_kinds(scale: str, root=".") -> dict[str, str]:
+    """``{run_id: model name}`` of the committed runs of ``scale`` (the workload kind a rerun factor holds for)."""
+    kinds = {}
+    for f in sorted(Path(root, "results", scale, "runs").glob("*/metrics.json")):
+        try:
+            kinds[f.parent.name] = json.loads(f.read_text())["provenance"]["config"]["model"]["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return kinds
+
+
+#: columns of results/bench/machine_units_<scale>.csv
+UNIT_COLUMNS = ["run_id", "batch", "kind", "factor", "reruns", "unit"]
+
+
+def machine_units(scale: str, root=".", csv=None) -> pd.DataFrame:
+    """Per committed run: its measurement batch, kind (model) and ``factor``, the median over the fresh
+    reruns in ``csv`` (default ``results/bench/rebench.csv``) of the same batch *and* kind of (rerun CPU
+    time / committed CPU time); committed CPU time x factor is the run's CPU time on the rerun machine
+    (``unit``: its CPU model and date, from ``<csv stem>_meta.json``). Per kind, because one machine change
+    moves workloads differently (start-up-bound MLP jobs and compute-bound ResNet jobs of one batch
+    rescale by 1.4x and 0.66x); NaN where the batch has no rerun of that kind. Empty without ``csv``."""
+    csv = Path(csv) if csv else Path(root) / "results" / "bench" / "rebench.csv"
+    if not csv.is_file():
+        return pd.DataFrame(columns=UNIT_COLUMNS)
+    reruns = pd.read_csv(csv)
+    batches = measurement_batches(scale, root)
+    batches["kind"] = batches["run_id"].map(run_kinds(scale, root))
+    committed = reruns["run_id"].map(batches.set_index("run_id")["cpu_time"])
+    fresh = reruns[(committed - reruns["cpu_time"]).abs() < 0.01][["run_id", "rerun_cpu_time"]]
+    r = fresh.merge(batches, on="run_id")
+    ratio = (r["rerun_cpu_time"] / r["cpu_time"]).groupby([r["batch"], r["kind"]])
+    keys = list(zip(batches["batch"], batches["kind"]))
+    meta = csv.with_name(csv.stem + "_meta.json")
+    meta = json.loads(meta.read_text()) if meta.is_file() else {}
+    unit = f"{meta['hardware']['cpu_model']}, {meta['date'][:10]}" if meta else "the rerun machine"
+    return batches.assign(factor=[ratio.median().get(k, float("nan")) for k in keys],
+                          reruns=[int(ratio.size().get(k, 0)) for k in keys], unit=unit)[UNIT_COLUMNS]
+
+
+def write_machine_units(scale: str, root=".", csv=None, out=None) -> Path:
+    """Write :func:`machine_units` to ``results/bench/machine_units_<scale>.csv`` (or ``out``), the file
+    the matrix's time column and ``snakemake verify`` read."""
+    from common.fileio import atomic_write_text
+
+    out = Path(out) if out else Path(root) / "results" / "bench" / f"machine_units_{scale}.csv"
+    atomic_write_text(out, machine_units(scale, root, csv).to_csv(index=False))
+    return out
+
+
 def write_meta(out: Path, run_ids: list[str], cores: int) -> None:
     """``<out stem>_meta.json``: when and on which machine the reruns were measured."""
     from common.fileio import atomic_write_json, git_commit, hardware, package_versions
@@ -146,12 +190,21 @@ def _hours(cpu_s: float, cores: int = 2) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run_ids", nargs="+")
+    ap.add_argument("run_ids", nargs="*")
     ap.add_argument("--scale", default="cpu")
-    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--data-root")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--out", type=Path, help="CSV of the reruns (and <out stem>_batches.csv)")
+    ap.add_argument("--out", type=Path, help="CSV of the reruns (and <out stem>_batches.csv, _meta.json, "
+                                             "results/bench/machine_units_<scale>.csv)")
+    ap.add_argument("--units-only", action="store_true",
+                    help="only rewrite results/bench/machine_units_<scale>.csv from the existing reruns (--out or "
+                         "results/bench/rebench.csv)")
     a = ap.parse_args(argv)
+    if a.units_only:
+        print(f"wrote {write_machine_units(a.scale, csv=a.out)}")
+        return 0
+    if not a.run_ids or not a.data_root:
+        ap.error("give the run ids to retrain and --data-root (or --units-only)")
     batches = measurement_batches(a.scale)
     unknown = sorted(set(a.run_ids) - set(batches["run_id"]))
     if unknown:
@@ -162,6 +215,7 @@ def main(argv=None) -> int:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         reruns.to_csv(a.out, index=False)
         write_meta(a.out, a.run_ids, a.cores)
+        write_machine_units(a.scale, csv=a.out)
     est = estimate(batches, measured)
     if a.out:
         est.to_csv(a.out.with_name(a.out.stem + "_batches.csv"), index=False)

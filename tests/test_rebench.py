@@ -91,3 +91,29 @@ def test_summarize_adds_one_machine_sums_only_with_factors(tmp_path, monkeypatch
     assert scaled.loc["p", "cpu_one_machine_s"] == pytest.approx(16.0)
     partial = workflow_times.summarize("cpu", tmp_path, factors={"r1": 1.0}).set_index("paper")
     assert partial["cpu_one_machine_s"].isna().all()  # a run without a factor: no one-machine sum
+
+
+def test_machine_units_rescale_each_run_by_the_reruns_of_its_own_batch_and_model(repo):
+    import json
+
+    from benchmarks.rebench import machine_units, write_machine_units
+
+    kinds = {"a-s0": "resnet20", "a-s1": "resnet20", "b-s0": "mlp", "c-s0": "resnet20"}
+    for rid, model in kinds.items():
+        d = repo / "results/cpu/runs" / rid
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"provenance": {"config": {"model": {"name": model}}}}))
+    # day 1: resnet20 1.3x, mlp 1.2x (one batch, two kinds, two factors); day 2: resnet20 0.5x, no mlp rerun
+    csv = _rebench_csv(repo, [["a-s0", 130.0, 100.0], ["b-s0", 60.0, 50.0], ["c-s0", 5.0, 10.0]])
+    (repo / "results/bench/rebench_meta.json").write_text(json.dumps({"date": "2026-01-09 10:00 UTC",
+                                                                      "hardware": {"cpu_model": "Some CPU"}}))
+    units = machine_units("cpu", repo).set_index("run_id")
+    assert units["factor"].to_dict() == pytest.approx({"a-s0": 1.3, "a-s1": 0.5, "b-s0": 1.2, "c-s0": 0.5})
+    assert units["reruns"].to_dict() == {"a-s0": 1, "a-s1": 1, "b-s0": 1, "c-s0": 1}
+    assert set(units["unit"]) == {"Some CPU, 2026-01-09"}
+    _commit(repo, {"d-s0": 7.0}, "2026-01-05")  # an mlp file of day 2, where no mlp was rerun
+    (repo / "results/cpu/runs/d-s0").mkdir()
+    (repo / "results/cpu/runs/d-s0/metrics.json").write_text(json.dumps({"provenance": {"config": {"model": {"name": "mlp"}}}}))
+    assert pd.isna(machine_units("cpu", repo, csv).set_index("run_id").loc["d-s0", "factor"])
+    out = write_machine_units("cpu", repo)
+    assert out == repo / "results/bench/machine_units_cpu.csv" and len(pd.read_csv(out)) == 5

@@ -29,7 +29,7 @@ from .stats import linked_sets, long_table, matrix
 
 #: version of what the aggregation writes; ``summary --out-format`` records it beside a scale's summary so that
 #: a test can tell whether the committed aggregates were built by this code (bump on any change of output)
-AGGREGATE_FORMAT = 4
+AGGREGATE_FORMAT = 4  # 4: the matrix time column in one machine's units
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DESCRIPTION = """Tables, figures, the cross-paper summary and README sections, built from runs' metrics.json.

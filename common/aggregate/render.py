@@ -270,6 +270,20 @@ def summary_tex(ct: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def time_cell(r, vs_reference: bool) -> str:
+    """The matrix's time cell: the ratio to the setting's reference method (or seconds without one), in
+    one machine's units with the ratio as measured in brackets where that differs, or marked † where
+    the runs were timed on different machines and cannot be put in one machine's units."""
+    basis = r.get("time_basis", "same machine")
+    if not vs_reference:
+        return f"{r['train_time_sec']:.0f} s" + ("†" if basis == "mixed machines" else "")
+    if basis == "mixed machines":
+        return f"{r['time_vs_reference_raw']:.2f}x†"
+    cell = f"{r['time_vs_reference']:.2f}x"
+    raw = f"{r['time_vs_reference_raw']:.2f}x"
+    return cell + (f" (as measured {raw})" if basis == "one-machine units" and raw != cell else "")
+
+
 def matrix_markdown(mx: pd.DataFrame) -> str:
     if mx.empty:
         return "_no classification runs_\n"
@@ -284,12 +298,14 @@ def matrix_markdown(mx: pd.DataFrame) -> str:
         out.append("|---|---|---|---|---|---|---|---|---|---|")
         for _, r in g.iterrows():
             pct = [fmt(shown(m, r.get(m)), shown(m, r.get(m + "_std"))) for m in ("ece", "adaece", "ts_ece", "ts_adaece")]
-            t = f"{r['time_vs_reference']:.2f}x" if ref else f"{r['train_time_sec']:.0f} s"
             out.append(f"| `{r['method']}` | {r['n']} | {fmt(r.get('top1'), r.get('top1_std'))} | "
                        f"{' | '.join(pct)} | {fmt(r.get('occ_center_50'), r.get('occ_center_50_std'))} | "
-                       f"{fmt(r.get('occ_mean'), None)} | {t} |")
+                       f"{fmt(r.get('occ_mean'), None)} | {time_cell(r, bool(ref))} |")
         out.append("")
     out += [note for c, note in templates.TIME_CLOCK_NOTES.items() if (mx["time_clock"] == c).any()]
+    units = sorted({u for u in mx.get("time_unit", pd.Series(dtype=str)) if u})
+    out += [note.format(unit=" and ".join(units)) for b, note in templates.TIME_BASIS_NOTES.items()
+            if (mx.get("time_basis", pd.Series(dtype=str)) == b).any()]
     out.append(templates.MATRIX_FOOTER)
     return "\n".join(out) + "\n"
 

@@ -136,6 +136,60 @@ def _train_seconds(rs: list[dict]) -> tuple[str, dict[int, float]]:
     return "wall", {id(r): p["train_time_sec"] for r, p in zip(rs, prov)}
 
 
+def _machine_units(rs: list[dict]) -> dict[str, dict]:
+    """``{run id: {"batch", "factor", "unit"}}`` from ``results/bench/machine_units_<scale>.csv`` (written by
+    ``benchmarks.rebench``), found beside the runs' ``results/<scale>/runs/`` folder; {} when absent."""
+    out: dict[str, dict] = {}
+    for scale_dir in {r["dir"].parent.parent for r in rs}:
+        f = scale_dir.parent / "bench" / f"machine_units_{scale_dir.name}.csv"
+        if f.is_file():
+            df = pd.read_csv(f, dtype={"batch": str})
+            out.update(df.set_index("run_id")[["batch", "factor", "unit"]].to_dict("index"))
+    return out
+
+
+def _machine_key(r: dict, units: dict[str, dict]):
+    """What tells apart the machines runs were timed on: the measurement batch the units file records,
+    else the CPU the run's provenance records, else None (unknown)."""
+    if r["dir"].name in units:
+        return units[r["dir"].name]["batch"]
+    hw = r["metrics"]["provenance"].get("hardware")
+    return json.dumps(hw, sort_keys=True) if hw else None
+
+
+def _time_basis(rs: list[dict], units: dict[str, dict]) -> str:
+    """How the times of ``rs`` can be compared: "one-machine units" (every run has a factor), "same
+    machine" (one batch or one recorded CPU), else "mixed machines"."""
+    if all(pd.notna(units.get(r["dir"].name, {}).get("factor")) for r in rs):
+        return "one-machine units"
+    keys = {_machine_key(r, units) for r in rs}
+    return "same machine" if len(keys) == 1 and None not in keys else "mixed machines"
+
+
+def matrix_times(rs: list[dict], ref: str | None, secs: dict[int, float]) -> dict[str, dict]:
+    """``{label: {"train_time_sec", "time_vs_reference", "time_basis", "time_unit", "time_vs_reference_raw"}}``
+    for one setting's runs: each row's time, and its ratio to the reference method's, in one machine's
+    units where ``benchmarks.rebench`` measured factors for every run involved (the unit is that rerun
+    machine), as measured where all runs involved come from one machine, and flagged "mixed machines"
+    otherwise."""
+    units = _machine_units(rs)
+    base = [r for r in rs if r["config"]["method"]["name"] == ref]
+
+    def mean(g: list[dict], scaled: bool) -> float:
+        return sum(secs[id(r)] * (units[r["dir"].name]["factor"] if scaled else 1.0) for r in g) / len(g)
+
+    out = {}
+    for label in sorted({r["label"] for r in rs}):
+        g = [r for r in rs if r["label"] == label]
+        basis = _time_basis(g + base, units)
+        scaled = basis == "one-machine units"
+        raw = mean(g, False) / mean(base, False) if base else float("nan")
+        out[label] = {"train_time_sec": mean(g, scaled), "time_basis": basis, "time_vs_reference_raw": raw,
+                      "time_vs_reference": mean(g, scaled) / mean(base, scaled) if base else float("nan"),
+                      "time_unit": units[g[0]["dir"].name]["unit"] if scaled else ""}
+    return out
+
+
 def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.DataFrame:
     """Every classification method per setting: top-1, calibration before/after temperature
     scaling, occlusion robustness, and training time relative to the setting's reference method.
@@ -147,7 +201,8 @@ def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.Dat
     Time per run, the first kind every run of the setting has (column ``time_clock``): "cpu" = the
     epoch loop's process CPU time (``train_cpu_sec``); "cpu, whole job" = the CPU time in Snakemake's
     benchmark file for the run (``<scale>/benchmarks/<run id>.tsv``: also start-up and evaluation);
-    "wall" = the epoch loop's wall-clock time, which other jobs on the machine inflate."""
+    "wall" = the epoch loop's wall-clock time, which other jobs on the machine inflate. Times are put in one
+    machine's units where they can be (:func:`matrix_times`)."""
     references = references or {}
     rows = []
     cls = [r for r in runs if r["task"] == "classification"]
@@ -162,8 +217,7 @@ def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.Dat
             raise ConfigError(f"setting {setting} ({rs[0]['dataset']}/{rs[0]['model']}): the papers sharing it name "
                               f"different time_reference methods {named}; name the same one in each experiments.yaml")
         ref = named[0] if named and named[0] in names else None
-        base_t = [secs[id(r)] for r in rs if r["config"]["method"]["name"] == ref]
-        base_t = sum(base_t) / len(base_t) if base_t else None
+        times = matrix_times(rs, ref, secs)
         for label in sorted({r["label"] for r in rs}):
             g = [r for r in rs if r["label"] == label]
             row = {"dataset": g[0]["dataset"], "model": g[0]["model"], "setting": setting, "method": label, "n": len(g)}
@@ -174,11 +228,7 @@ def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.Dat
                     row[m], row[m + "_std"] = seed_stats(v)
             occ = [k for k in row if k.startswith("occ_") and not k.endswith("_std")]
             row["occ_mean"] = sum(row[k] for k in occ) / len(occ) if occ else float("nan")
-            t = sum(secs[id(r)] for r in g) / len(g)
-            row["train_time_sec"] = t
-            row["time_clock"] = clock
-            row["time_reference"] = ref or ""
-            row["time_vs_reference"] = t / base_t if base_t else float("nan")
+            row.update(times[label], time_clock=clock, time_reference=ref or "")
             rows.append(row)
     return pd.DataFrame(rows)
 

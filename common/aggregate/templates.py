@@ -51,6 +51,13 @@ TIME_CLOCK_NOTES = {
                       "disturb.",
     "wall": "*wall clock*: the training loop's elapsed time; other jobs sharing the cores inflate it by "
             "tens of percent."}
+TIME_BASIS_NOTES = {
+    "one-machine units": "*One machine's units*: each run's time x the factor `benchmarks.rebench` measured for its "
+                         "measurement batch and model (`results/bench/machine_units_<scale>.csv`), i.e. its CPU time "
+                         "on the rerun machine ({unit}); in brackets the ratio as measured, where the runs compared were timed on different "
+                         "machines.",
+    "mixed machines": "† timed on different machines, and no rebench factor puts all of these runs in one machine's "
+                      "units: the figure mixes machines (`python -m benchmarks.rebench` measures the factors)."}
 MATRIX_FOOTER = ("Per-step overheads measured in one process, as ratios, are in `results/bench/` (README, "
                  "*Performance*).\n")
 

@@ -21,7 +21,9 @@ rule train:
     previous one), so a failing retrain leaves committed results as they were. The `retrained` stamp
     (temporary) is what the default target asks for when the run is stale (common.freshness); logs
     go to logs/, which is not tracked.
-    Threads are the job's CPUs: the run's resources.cpus, or the profile's set-threads (profiles/default)."""
+    Threads are the job's CPUs: the run's resources.cpus, or the profile's set-threads (profiles/default).
+    The run directory is the one of the declared output, so a rule reusing this one (verify_train)
+    trains the same command into its own tree."""
     output:
         metrics=update("results/{tree}/runs/{run_id}/metrics.json"),
         epochs=update("results/{tree}/runs/{run_id}/epochs.jsonl"),
@@ -43,4 +45,4 @@ rule train:
         slurm_partition=RUN_RESOURCES.partition,
     shell:
         "python -m common.launch --cpus {threads} {params.launch} -- -m common.train --config-json {params.cfg:q} "
-        "--out results/{wildcards.tree}/runs/{wildcards.run_id} > {log:q} 2>&1"
+        "--out \"$(dirname {output.metrics:q})\" > {log:q} 2>&1"
