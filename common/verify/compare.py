@@ -123,7 +123,7 @@ def claim_rows(runs: list[dict], root, scale: str) -> list[dict]:
     both arms."""
     from pathlib import Path
 
-    from ..aggregate import stats
+    from ..aggregate.claims import claims_table
     from ..aggregate.runs import load_reported
     from ..config import discover_papers, load_experiments
 
@@ -132,15 +132,13 @@ def claim_rows(runs: list[dict], root, scale: str) -> list[dict]:
         exp = load_experiments(path)
         if scale not in exp["scales"]:
             continue
-        reported = load_reported(Path(path).parent / "reported.csv")
-        members = {(c["id"], setting): sorted(r["dir"].name for r in arms["method"] + arms["baseline"])
-                   for c in exp.get("claims") or [] for setting, arms in stats.claim_arms(c, runs).items()}
-        for r in stats.claims_table(runs, exp, reported, scale).to_dict("records"):
+        for r in claims_table(runs, exp, load_reported(Path(path).parent / "reported.csv"), scale).to_dict("records"):
+            arms = [r.get(f"{arm}_runs") for arm in ("method", "baseline")]
             rows.append({"paper": paper, "claim": r["claim"], "setting": r["setting"], "metric": r["metric"],
                          "outcome": r.get("outcome") or r["verdict"], "delta": _number(r["delta"]),
                          "ci_low": _number(r["ci_low"]), "ci_high": _number(r["ci_high"]),
                          "reported_effect": _number(r.get("reported_effect")),
-                         "run_ids": members.get((r["claim"], r["setting"]), [])})
+                         "run_ids": sorted(rid for ids in arms if isinstance(ids, str) for rid in ids.split())})
     return rows
 
 
