@@ -64,7 +64,7 @@ def test_unknown_metric_has_a_did_you_mean():
 
 
 def test_unknown_statistic_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"claim 'c1': unknown statistic 'best'.*Known: last, best_epoch, "
+    with pytest.raises(ConfigError, match=r"claim 'c1': statistic: unknown statistic 'best'.*Known: last, best_epoch, "
                                           r"median_last_10, ema_best, ema_last"):
         validate_claims("p", _exp(statistic="best"), RUNS, None)
 
