@@ -301,10 +301,13 @@ def shortened(cfg: dict, epochs: int, train_size: int, test_size: int) -> dict:
     t, d = c["train"], c["dataset"]
     t.update(epochs=epochs, warmup_epochs=0, cooldown_epochs=0, eval_every=1, num_threads=1)
     t["milestones"] = [epochs] if t.get("schedule") == "step" else []
-    n = max(train_size, t["batch_size"])
-    d.update(train_size=min(d.get("train_size") or n, n), root=None, download=False)
+    d.update(root=None, download=False)
     sizes = dataset_info(d["name"]).split_sizes
-    n_test = (sizes(d.get("options") or {}) if callable(sizes) else sizes or {}).get("test")
+    known = (sizes(d.get("options") or {}) if callable(sizes) else sizes) or {}
+    n = max(train_size, t["batch_size"])
+    if known.get("train") is None or known["train"] > n:  # a smaller training split is used whole
+        d["train_size"] = min(d.get("train_size") or n, n)
+    n_test = known.get("test")
     if n_test is not None and n_test > test_size:  # only where the test split is known to be larger
         d["test_size"] = min(d.get("test_size") or test_size, test_size)
     return c
