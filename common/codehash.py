@@ -292,7 +292,7 @@ def sample_runs(runs: dict) -> list[str]:
 def shortened(cfg: dict, epochs: int, train_size: int, test_size: int) -> dict:
     """``cfg`` trained for ``epochs`` epochs (no warm-up or cool-down, step milestones at the end) on
     at most ``train_size`` training samples (or one batch, if larger) and evaluated on at most
-    ``test_size`` test samples, one thread, the data root from ``$MIXREPRO_DATA``; everything else
+    ``test_size`` test samples (each only where the dataset's split is known to be larger), one thread, the data root from ``$MIXREPRO_DATA``; everything else
     as recorded."""
     from .config import copy_data
     from .data import dataset_info
@@ -305,7 +305,7 @@ def shortened(cfg: dict, epochs: int, train_size: int, test_size: int) -> dict:
     sizes = dataset_info(d["name"]).split_sizes
     known = (sizes(d.get("options") or {}) if callable(sizes) else sizes) or {}
     n = max(train_size, t["batch_size"])
-    if known.get("train") is None or known["train"] > n:  # a smaller training split is used whole
+    if known.get("train") is not None and known["train"] > n:  # only where the split is known to be larger
         d["train_size"] = min(d.get("train_size") or n, n)
     n_test = known.get("test")
     if n_test is not None and n_test > test_size:  # only where the test split is known to be larger
