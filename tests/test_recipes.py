@@ -4,6 +4,7 @@ the committed RECIPE.md cards are up to date, and every listed difference carrie
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 from pathlib import Path
 
@@ -24,10 +25,12 @@ def paper_runs(paper: str) -> dict:
     return {rid: RUNS[rid] for rid in BY_PAPER[paper]}
 
 
-def test_every_paper_has_a_paper_grid_and_a_recipe():
-    assert set(PAPERS) == {p.name for p in (ROOT / "papers").iterdir() if (p / "experiments.yaml").is_file()}
-    for paper in PAPERS:
-        assert R.recipe_path(paper, ROOT).is_file(), f"papers/{paper}/recipe.yaml missing"
+def test_a_paper_grid_has_a_recipe_and_a_recipe_a_paper_grid():
+    """The paper scale and its card are optional (a method may have none), but a paper grid needs its
+    recipe.yaml and a recipe.yaml pins a paper grid."""
+    with_recipe = {p.parent.name for p in (ROOT / "papers").glob(f"*/{R.RECIPE_FILE}")}
+    assert not set(PAPERS) - with_recipe, f"paper grids without papers/<paper>/{R.RECIPE_FILE}"
+    assert not with_recipe - set(PAPERS), f"{R.RECIPE_FILE} without a paper grid in experiments.yaml"
 
 
 @pytest.mark.parametrize("paper", PAPERS)
@@ -57,7 +60,12 @@ def test_every_difference_has_a_reason_and_every_value_a_source(paper):
 
 @pytest.mark.parametrize("paper", PAPERS)
 def test_paper_readme_links_the_card(paper):
-    assert "RECIPE.md" in (ROOT / "papers" / paper / "README.md").read_text()
+    """The README has a working link to the card: a Markdown link whose target, read relative to the README,
+    is this paper's RECIPE.md (a mention in prose, or a link to a moved or other card, does not count)."""
+    readme = ROOT / "papers" / paper / "README.md"
+    card = (ROOT / "papers" / paper / R.CARD_FILE).resolve()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme.read_text())
+    assert card in {(readme.parent / t).resolve() for t in targets}, f"{readme} has no link to {card}"
 
 
 @pytest.mark.parametrize("paper", PAPERS)
