@@ -119,8 +119,10 @@ def test_the_committed_bench_section_parses():
         assert rows[-1][0] == "all papers" and all(re.fullmatch(r"\d+(:\d\d){1,2}", r[2]) for r in rows)
 
 
-def test_the_top_readme_stays_under_12k_characters():
-    assert len((ROOT / "README.md").read_text()) < 13_500  # the generated per-paper answers (#23.10) take ~800
+def test_the_top_readme_stays_a_first_page():
+    # its largest parts are the generated per-paper answers (~0.8k), the add-a-method files that
+    # tests/test_add_a_method.py reads (~3.5k) and the SLURM section (~1.3k); details live in linked files
+    assert len((ROOT / "README.md").read_text()) < 18_500
 
 
 def test_bench_headline_uses_the_one_machine_column_when_the_section_has_it():
