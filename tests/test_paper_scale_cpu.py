@@ -278,8 +278,9 @@ def test_recipe_pieces(rid):
             per_epoch = t.get("lr_per") == "epoch"
             unit = 1 if per_epoch else spe
             w_lr = t["lr"] if t.get("warmup_lr") is None else t["warmup_lr"]
+            lag = int(t.get("lr_epoch_lag") or 0) * spe  # DeiT: epoch e trains at the schedule's lr(e - 1)
             for step in {0, max(0, warm_epochs * spe - 1), warm_epochs * spe, end}:
-                now = step // spe if per_epoch else step
+                now = max(0, step - lag) // spe if per_epoch else max(0, step - lag)
                 want_lr = timm_lr(now, t["epochs"] * unit, warm_epochs * unit, t["lr"], w_lr, t.get("min_lr") or 0.0)
                 assert lr_at(step, spe, t) == pytest.approx(want_lr, rel=1e-12), (rid, step)
             if t.get("warmup_lr") is not None and warm_epochs:
