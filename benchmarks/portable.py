@@ -160,15 +160,23 @@ def group_agreement(df: pd.DataFrame, mode: str, model: str) -> tuple[bool, str]
     return agreement([(row.emulation, comparable(Path(row.dir))) for row in g.itertuples()])
 
 
-def header(hw: dict, versions: dict, load: tuple, argv: list[str], runs: tuple[int, int], minutes: float) -> list[str]:
-    """Where and how the study ran: machine, libraries, load, command, ``(runs, of which reused)``, time."""
+def runs_wall_minutes(scratch: Path) -> float:
+    """The summed wall time of the training processes whose outputs are in ``scratch``, in minutes."""
+    return sum(json.loads(m.read_text())["provenance"]["wall_time_sec"] for m in scratch.glob("*/metrics.json")) / 60
+
+
+def header(hw: dict, versions: dict, load: tuple, argv: list[str], runs: tuple[int, int], minutes: tuple[float, float],
+           note: str) -> list[str]:
+    """Where and how the study ran: machine, libraries, load, command, ``(runs, of which reused)``,
+    ``(this invocation's, the runs' summed)`` minutes, and ``note``."""
     return [(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on **{hw['cpu_model']}** "
              f"({os.cpu_count()} cores; ISA flags {', '.join(hw['cpu_flags']) or 'none'}; torch capability "
              f"{hw['torch_cpu_capability']}), torch {versions.get('torch')}, numpy {versions.get('numpy')}, "
              f"Python {versions.get('python')}. Every run one thread (`OMP_NUM_THREADS=1`), in its own process. "
              f"Load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end: the machine was shared "
              f"with other jobs, which CPU-time ratios largely ignore. {runs[0]} training runs ({runs[1]} of them "
-             f"finished by an earlier invocation with the same `--scratch` and reused), {minutes:.0f} min. "
+             f"finished by an earlier invocation with the same `--scratch` and reused); this invocation {minutes[0]:.0f} min, "
+             f"the training processes' wall times summed {minutes[1]:.0f} min. {note + ' ' if note else ''}"
              f"Command: `python -m benchmarks.portable {shlex.join(argv)}`.\n")]
 
 
@@ -215,6 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds per model")
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--scratch", type=Path, help="keep the runs here (default: a temporary directory)")
+    ap.add_argument("--note", default="", help="a sentence for the header of portable.md (e.g. why sizes were cut)")
     a = ap.parse_args(argv)
     os.environ["MIXREPRO_DATA"] = str(Path(a.data_root).resolve())
 
@@ -228,7 +237,8 @@ def main(argv=None) -> int:
         df = identity_runs(scratch, emulations(cpu_info()[1]), log)
         timing = None if a.skip_timing else timing_runs(scratch, a.rounds, log)
         n_runs = len(df) + 2 * (0 if timing is None else len(timing))
-        head = header(hw, versions, (load0, os.getloadavg()[0]), argv, (n_runs, reused), (time.time() - t0) / 60)
+        head = header(hw, versions, (load0, os.getloadavg()[0]), argv, (n_runs, reused),
+                      ((time.time() - t0) / 60, runs_wall_minutes(scratch)), a.note)
         text = finding_markdown(df, timing, head)
     a.out.mkdir(parents=True, exist_ok=True)
     df.drop(columns="dir").to_csv(a.out / "portable.csv", index=False)
