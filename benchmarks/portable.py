@@ -169,6 +169,7 @@ def header(hw: dict, versions: dict, load: tuple, argv: list[str], runs: tuple[i
            note: str) -> list[str]:
     """Where and how the study ran: machine, libraries, load, command, ``(runs, of which reused)``,
     ``(this invocation's, the runs' summed)`` minutes, and ``note``."""
+    shown = ["NOTE" if i and argv[i - 1] == "--note" else x for i, x in enumerate(argv)]  # the note is printed already
     return [(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on **{hw['cpu_model']}** "
              f"({os.cpu_count()} cores; ISA flags {', '.join(hw['cpu_flags']) or 'none'}; torch capability "
              f"{hw['torch_cpu_capability']}), torch {versions.get('torch')}, numpy {versions.get('numpy')}, "
@@ -177,7 +178,7 @@ def header(hw: dict, versions: dict, load: tuple, argv: list[str], runs: tuple[i
              f"with other jobs, which CPU-time ratios largely ignore. {runs[0]} training runs ({runs[1]} of them "
              f"finished by an earlier invocation with the same `--scratch` and reused); this invocation {minutes[0]:.0f} min, "
              f"the training processes' wall times summed {minutes[1]:.0f} min. {note + ' ' if note else ''}"
-             f"Command: `python -m benchmarks.portable {shlex.join(argv)}`.\n")]
+             f"Command: `python -m benchmarks.portable {shlex.join(shown)}`.\n")]
 
 
 def identity_table(df: pd.DataFrame) -> list[str]:
