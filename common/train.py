@@ -45,6 +45,7 @@ from .fileio import atomic_write_text, git_commit, hardware, json_text, package_
 from .methods import RunContext, TrainState, build_method
 from .models import build_model, model_info
 from .optim import build_ema, lr_at, make_optimizer, set_lr, total_epochs
+from .verify import portable
 from .walltime import EX_TEMPFAIL, RunInterrupted, StopSignals
 
 
@@ -466,7 +467,8 @@ def _provenance(run: Run, prog: Progress, t0: float) -> dict:
     cfg, dist, splits = run.cfg, run.dist, run.splits
     return {
         "config": cfg, "seed": int(cfg["seed"]), "git_commit": git_commit(), "versions": package_versions(),
-        "threads": thread_settings(), "hardware": hardware(), "device": str(dist.device),
+        "threads": thread_settings(), "hardware": hardware(), "portable": portable.provenance_entry(),
+        "device": str(dist.device),
         "world_size": dist.world, "accum_steps": run.accum,
         "micro_batch_size": cfg["train"]["batch_size"] // (dist.world * run.accum),  # BatchNorm sees this many
         "wall_time_sec": round(time.time() - t0, 2), "train_time_sec": round(prog.train_time, 2),
@@ -577,6 +579,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value (dotted key, YAML value), e.g. --set train.epochs=2")
     args = ap.parse_args(argv)
+    portable.apply()  # MIXREPRO_PORTABLE=1: fixed kernels, before the first tensor operation
     from .fileio import check_writable_dir
     from .registry import RegistryError
 
