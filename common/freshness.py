@@ -23,30 +23,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .codehash import stale_runs
 from .fileio import atomic_write_text, files_digest
-
-if TYPE_CHECKING:
-    from .workplan import Plan
-
-
-def paper_record(scale: str, paper: str) -> str:
-    return f"results/{scale}/digests/{paper}.sha256"
-
-
-def cross_record(scale: str) -> str:
-    return f"results/{scale}/digests/cross-paper.sha256"
-
-
-def readmes_record(scale: str) -> str:
-    return f"results/{scale}/readmes.done"
-
-
-def retrained_stamp(tree: str, run: str) -> str:
-    """The temporary output of a train job the default target asks for when the run is stale."""
-    return f"results/{tree}/tmp/retrained/{run}"
+from .workplan import Plan, cross_record, paper_record, readmes_record, retrained_stamp
 
 
 def recorded(path: Path) -> str | None:

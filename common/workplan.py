@@ -23,6 +23,24 @@ CROSS_OUTPUTS = {"md": "summary.md", "csv": "summary.csv", "tex": "summary.tex",
                  "matrix_csv": "matrix.csv", "fmt": "aggregate_format.txt", "extra": "cross"}
 
 
+# ---------------------------------------------------------------- records (common.freshness)
+def paper_record(scale: str, paper: str) -> str:
+    return f"results/{scale}/digests/{paper}.sha256"
+
+
+def cross_record(scale: str) -> str:
+    return f"results/{scale}/digests/cross-paper.sha256"
+
+
+def readmes_record(scale: str) -> str:
+    return f"results/{scale}/readmes.done"
+
+
+def retrained_stamp(tree: str, run: str) -> str:
+    """The temporary output of a train job the default target asks for when the run is stale."""
+    return f"results/{tree}/tmp/retrained/{run}"
+
+
 @dataclass(frozen=True)
 class Plan:
     root: Path
@@ -136,8 +154,6 @@ class Plan:
         """The default target: every run (for a ``stale`` run also its ``retrained`` stamp, see
         common.freshness), each paper's tables, figures and input digest; for the whole paper set the
         cross-paper aggregates and their digest and, at a committed scale, the README splice."""
-        from .freshness import cross_record, paper_record, readmes_record, retrained_stamp
-
         targets = [self.run_file(r, "metrics.json") for r in sorted(self.runs)]
         targets += [retrained_stamp(self.scale, r) for r in sorted(stale)]
         for p in self.papers:
