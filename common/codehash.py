@@ -292,24 +292,17 @@ def sample_runs(runs: dict) -> list[str]:
 def shortened(cfg: dict, epochs: int, train_size: int, test_size: int) -> dict:
     """``cfg`` trained for ``epochs`` epochs (no warm-up or cool-down, step milestones at the end) on
     at most ``train_size`` training samples (or one batch, if larger) and evaluated on at most
-    ``test_size`` test samples (each only where the dataset's split is known to be larger), one thread, the data root from ``$MIXREPRO_DATA``; everything else
-    as recorded."""
+    ``test_size`` test samples (each only where the dataset's split is known to be larger), one thread,
+    the data root from ``$MIXREPRO_DATA``; everything else as recorded."""
     from .config import copy_data
-    from .data import dataset_info
+    from .shortened import capped_sizes
 
     c = copy_data(cfg)
-    t, d = c["train"], c["dataset"]
+    t = c["train"]
     t.update(epochs=epochs, warmup_epochs=0, cooldown_epochs=0, eval_every=1, num_threads=1)
     t["milestones"] = [epochs] if t.get("schedule") == "step" else []
-    d.update(root=None, download=False)
-    sizes = dataset_info(d["name"]).split_sizes
-    known = (sizes(d.get("options") or {}) if callable(sizes) else sizes) or {}
-    n = max(train_size, t["batch_size"])
-    if known.get("train") is not None and known["train"] > n:  # only where the split is known to be larger
-        d["train_size"] = min(d.get("train_size") or n, n)
-    n_test = known.get("test")
-    if n_test is not None and n_test > test_size:  # only where the test split is known to be larger
-        d["test_size"] = min(d.get("test_size") or test_size, test_size)
+    c["dataset"] = {**capped_sizes(c["dataset"], max(train_size, t["batch_size"]), test_size), "root": None,
+                    "download": False}
     return c
 
 

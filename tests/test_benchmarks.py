@@ -13,14 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ is a top-level folder, not an installed package
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import read_csv, verdict  # noqa: E402
-from benchmarks.timing import COLUMNS, Timings, interleave, quantiles, ratio_summary  # noqa: E402
-from benchmarks.workflow_times import COLUMNS as WF_COLUMNS  # noqa: E402
-from benchmarks.workflow_times import read_benchmarks, summarize  # noqa: E402
-from common.mixing import Box, mask_mix, mix_inputs, paste_box  # noqa: E402
+from benchmarks.report import read_csv, verdict
+from benchmarks.timing import COLUMNS, Timings, interleave, quantiles, ratio_summary
+from benchmarks.workflow_times import COLUMNS as WF_COLUMNS
+from benchmarks.workflow_times import read_benchmarks, summarize
+from common.mixing import Box, mask_mix, mix_inputs, paste_box
 
 FAST = settings(max_examples=25, deadline=None)
 

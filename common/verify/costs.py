@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-#: config changes that make one calibration epoch: no warmup or cool-down, a 1000-image test split,
-#: no occlusion or temperature passes (only the epoch loop is timed)
+#: config changes that make one calibration epoch: no warmup or cool-down, no occlusion or temperature
+#: passes (only the epoch loop is timed); the test split is capped at CALIBRATION_TEST_SIZE
 CALIBRATION_SET = {"train.epochs": 1, "train.warmup_epochs": 0, "train.cooldown_epochs": 0, "train.ema": None,
-                   "dataset.test_size": 1000, "eval.occlusion": None, "eval.temperature_scaling": False}
+                   "eval.occlusion": None, "eval.temperature_scaling": False}
+CALIBRATION_TEST_SIZE = 1000
 
 
 def kind(cfg: dict) -> str:
@@ -71,7 +72,11 @@ def with_values(cfg: dict, values: dict) -> dict:
 
 
 def calibration_config(cfg: dict) -> dict:
-    return with_values(cfg, CALIBRATION_SET)
+    from ..shortened import capped_sizes
+
+    c = with_values(cfg, CALIBRATION_SET)
+    c["dataset"] = capped_sizes(c["dataset"], test=CALIBRATION_TEST_SIZE)
+    return c
 
 
 def calibrate(scale_dir: Path, costs: pd.DataFrame, work: Path, log=print) -> dict:

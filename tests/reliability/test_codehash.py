@@ -441,3 +441,12 @@ def test_a_truncated_metrics_json_stops_the_plan_naming_it(trained_repo):
         assert m.read_text() == original[: len(original) // 2]  # left as it was, for the user to restore
     finally:
         m.write_text(original)
+
+
+def test_shortened_runs_cap_only_splits_known_to_be_larger():
+    from common.shortened import capped_sizes
+
+    assert capped_sizes({"name": "cifar10"}, 512, 1000) == {"name": "cifar10", "train_size": 512, "test_size": 1000}
+    assert capped_sizes({"name": "cifar10", "train_size": 300}, 512) == {"name": "cifar10", "train_size": 300}
+    assert capped_sizes({"name": "digits"}, test=1000) == {"name": "digits"}  # 500 test samples: used whole
+    assert capped_sizes({"name": "no2"}, 512, 1000) == {"name": "no2"}  # sizes depend on its files
