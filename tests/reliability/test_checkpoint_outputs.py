@@ -128,7 +128,8 @@ def test_stop_after_epoch_below_one_is_refused(tmp_path, capsys, value):
 def test_provenance_names_the_data_files_and_the_process_layout(tmp_path):
     """``metrics.json`` records ``splits.sources`` (name, size, digest of each file the dataset read,
     set by the data layer) as ``data_files``, and the world size and gradient accumulation."""
-    from common.data import DATASETS, load_digits, register_dataset
+    from common.data import DATASETS, register_dataset
+    from common.image_datasets import load_digits
     from common.config import resolve
     from common.train import train
 

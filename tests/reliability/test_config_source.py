@@ -64,7 +64,7 @@ def test_defaults_are_the_schemas_defaults():
     no_default = {k for k, sub in _props(schema) if "default" not in sub and "properties" not in sub}
     # keys that are absent unless set (free-form or optional), everything else has a default
     assert no_default == {"dataset.options", "train.betas", "resources.slurm_partition", "resources.gpu_mem_gb",
-                          "resources.procs"}
+                          "resources.procs", "model.cls_token_std"}
     assert config.DEFAULTS["model"] == {"name": "resnet8"} and config.DEFAULTS["method"] == {"name": "erm"}
 
 

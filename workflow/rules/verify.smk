@@ -16,7 +16,7 @@ from common.verify.machine import effective_hardware, machine_id
 
 VERIFY_DIR = f"results/{SCALE}/verify/{machine_id(effective_hardware())}"
 VERIFY_PAPERS = f"--papers {' '.join(PLAN.subset)}" if PLAN.subset else ""
-VERIFY_LOGS = "logs/" + VERIFY_DIR.removeprefix("results/")
+VERIFY_LOGS = f"logs/{VERIFY_DIR.removeprefix('results/')}"
 VERIFY_CALIBRATE = config["verify_budget"] is not None and not config["verify_runs"]
 
 
