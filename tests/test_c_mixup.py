@@ -402,9 +402,14 @@ def _cfg(method, **over):
                                     {"name": "manifold_mixup_global", "alpha": 2.0},
                                     {"name": "c_mixup", "alpha": 2.0, "bandwidth": 20.0, "layer": 1}])
 def test_end_to_end_on_diabetes(tmp_path, method):
+    # 30 epochs learn: every method's test RMSE is well below the target's spread (the RMSE of a
+    # constant prediction at the mean; ~77), where 1 epoch is still at ~150
+    from sklearn.datasets import load_diabetes
+
     with contextlib.redirect_stdout(io.StringIO()):
-        r = train(_cfg(method), tmp_path / "run")
-    assert r["task"] == "regression" and np.isfinite(r["test"]["rmse"]) and np.isfinite(r["test"]["mape"])
+        r = train(_cfg(method, **{"train.epochs": 30}), tmp_path / "run")
+    assert r["task"] == "regression" and np.isfinite(r["test"]["mape"])
+    assert r["test"]["rmse"] < 0.8 * load_diabetes().target.std()
     assert r["provenance"]["dataset_sizes"] == {"train": 265, "val": 88, "test": 89}
 
 
