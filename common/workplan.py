@@ -106,7 +106,12 @@ class Plan:
         """The same for the cross-paper aggregates: every run and every paper of the whole paper set."""
         papers = sorted(p for p, ids in self.all_by_paper.items() if ids)
         return ([self.run_file(r, "metrics.json") for r in sorted(self.all_runs)]
-                + [f for p in papers for f in self.paper_files(p)])
+                + [f for p in papers for f in self.paper_files(p)] + self.machine_units())
+
+    def machine_units(self) -> list[str]:
+        """The factors putting the scale's run times in one machine's units, where measured (benchmarks.rebench)."""
+        f = f"results/bench/machine_units_{self.scale}.csv"
+        return [f] if (self.root / f).exists() else []
 
     # ---------------------------------------------------------------- what each aggregate job reads
     def run_inputs(self, runs) -> dict[str, list[str]]:
@@ -133,11 +138,13 @@ class Plan:
         return {"digest": self.paper_inputs(paper) if paper else self.cross_inputs(), "built": self.built(paper)}
 
     def summary_job_inputs(self) -> dict[str, list[str]]:
-        """Every paper's claims table; every run and its benchmark file (the matrix's whole-job CPU time);
-        every paper's experiments.yaml (time references, papers left out) and tables.py (cross-paper tables)."""
+        """Every paper's claims table; every run and its benchmark file (the matrix's whole-job CPU time); the
+        machine-units factors; every paper's experiments.yaml (time references, papers left out) and tables.py
+        (cross-paper tables)."""
         runs = sorted(self.runs)
         return {"claims": [f"results/{self.scale}/tables/{p}_claims.csv" for p in self.papers],
                 **self.run_inputs(runs), "benchmarks": [self.benchmark(r) for r in runs],
+                "units": self.machine_units(),
                 "paper": [f for p in self.experiments for f in self.paper_files(p, ("experiments.yaml", "tables.py"))]}
 
     def readme_job_inputs(self) -> dict[str, list[str]]:

@@ -261,9 +261,11 @@ def _units(root: Path, rows: list[tuple]) -> None:
 
 def _time_cells(root: Path) -> dict[str, str]:
     from common.aggregate import load_runs, matrix, matrix_markdown
+    from common.aggregate.stats import read_machine_units
 
     runs = load_runs(sorted((root / "results/cpu/runs").glob("*/metrics.json")))
-    md = matrix_markdown(matrix(runs, {r["dir"].name: "erm" for r in runs}))
+    units = read_machine_units(root / "results/bench/machine_units_cpu.csv")
+    md = matrix_markdown(matrix(runs, {r["dir"].name: "erm" for r in runs}, units))
     rows = [ln.split(" | ") for ln in md.splitlines() if ln.startswith("| `")]
     return {cells[0].strip("| `"): cells[-1].rstrip(" |") for cells in rows} | {"_md": md}
 

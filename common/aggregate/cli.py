@@ -25,7 +25,7 @@ from .render import (
     wide_markdown,
 )
 from .runs import load_reported, load_runs
-from .stats import linked_sets, long_table, matrix
+from .stats import linked_sets, long_table, matrix, read_machine_units
 
 #: version of what the aggregation writes; ``summary --out-format`` records it beside a scale's summary so that
 #: a test can tell whether the committed aggregates were built by this code (bump on any change of output)
@@ -148,7 +148,7 @@ def summary(a) -> None:
                       + (templates.SUBSET.format(papers=", ".join(lacking)) if lacking else ""))
     atomic_write_text(a.out_csv, ct.to_csv(index=False))
     atomic_write_text(a.out_tex, summary_tex(ct) if not ct.empty else "% no claims\n")
-    mx = matrix(load_runs(a.runs), time_references(experiments, a.scale))
+    mx = matrix(load_runs(a.runs), time_references(experiments, a.scale), read_machine_units(a.machine_units))
     atomic_write_text(a.out_matrix, templates.MATRIX.format(scale=a.scale, body=matrix_markdown(mx)))
     atomic_write_text(a.out_matrix_csv, mx.to_csv(index=False))
     if a.out_extra:  # cross-paper tables a paper contributes (papers/<paper>/tables.py: make_tables)
@@ -292,6 +292,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", required=True)
     s.add_argument("--claims", nargs="*", default=[])
     s.add_argument("--runs", nargs="*", default=[])
+    s.add_argument("--machine-units", default=None,
+                   help="results/bench/machine_units_<scale>.csv: per-run factors that put the matrix's times in one "
+                        "machine's units (benchmarks.rebench)")
     for k in ("md", "csv", "tex", "matrix", "matrix-csv"):
         s.add_argument(f"--out-{k}", required=True)
     s.add_argument("--out-extra", default=None, help="directory for the papers' cross-paper tables")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -136,16 +137,13 @@ def _train_seconds(rs: list[dict]) -> tuple[str, dict[int, float]]:
     return "wall", {id(r): p["train_time_sec"] for r, p in zip(rs, prov)}
 
 
-def _machine_units(rs: list[dict]) -> dict[str, dict]:
-    """``{run id: {"batch", "factor", "unit"}}`` from ``results/bench/machine_units_<scale>.csv`` (written by
-    ``benchmarks.rebench``), found beside the runs' ``results/<scale>/runs/`` folder; {} when absent."""
-    out: dict[str, dict] = {}
-    for scale_dir in {r["dir"].parent.parent for r in rs}:
-        f = scale_dir.parent / "bench" / f"machine_units_{scale_dir.name}.csv"
-        if f.is_file():
-            df = pd.read_csv(f, dtype={"batch": str})
-            out.update(df.set_index("run_id")[["batch", "factor", "unit"]].to_dict("index"))
-    return out
+def read_machine_units(path) -> dict[str, dict]:
+    """``{run id: {"batch", "factor", "unit"}}`` from a ``results/bench/machine_units_<scale>.csv`` (written by
+    ``benchmarks.rebench``); {} for None or a missing file."""
+    if path is None or not Path(path).is_file():
+        return {}
+    df = pd.read_csv(path, dtype={"batch": str})
+    return df.set_index("run_id")[["batch", "factor", "unit"]].to_dict("index")
 
 
 def _machine_key(r: dict, units: dict[str, dict]):
@@ -166,13 +164,12 @@ def _time_basis(rs: list[dict], units: dict[str, dict]) -> str:
     return "same machine" if len(keys) == 1 and None not in keys else "mixed machines"
 
 
-def matrix_times(rs: list[dict], ref: str | None, secs: dict[int, float]) -> dict[str, dict]:
+def matrix_times(rs: list[dict], ref: str | None, secs: dict[int, float], units: dict[str, dict]) -> dict[str, dict]:
     """``{label: {"train_time_sec", "time_vs_reference", "time_basis", "time_unit", "time_vs_reference_raw"}}``
     for one setting's runs: each row's time, and its ratio to the reference method's, in one machine's
     units where ``benchmarks.rebench`` measured factors for every run involved (the unit is that rerun
     machine), as measured where all runs involved come from one machine, and flagged "mixed machines"
-    otherwise."""
-    units = _machine_units(rs)
+    otherwise. ``units``: :func:`read_machine_units`."""
     base = [r for r in rs if r["config"]["method"]["name"] == ref]
 
     def mean(g: list[dict], scaled: bool) -> float:
@@ -190,7 +187,8 @@ def matrix_times(rs: list[dict], ref: str | None, secs: dict[int, float]) -> dic
     return out
 
 
-def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.DataFrame:
+def matrix(runs: list[dict], references: dict[str, str] | None = None,
+           units: dict[str, dict] | None = None) -> pd.DataFrame:
     """Every classification method per setting: top-1, calibration before/after temperature
     scaling, occlusion robustness, and training time relative to the setting's reference method.
 
@@ -202,7 +200,8 @@ def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.Dat
     epoch loop's process CPU time (``train_cpu_sec``); "cpu, whole job" = the CPU time in Snakemake's
     benchmark file for the run (``<scale>/benchmarks/<run id>.tsv``: also start-up and evaluation);
     "wall" = the epoch loop's wall-clock time, which other jobs on the machine inflate. Times are put in one
-    machine's units where they can be (:func:`matrix_times`)."""
+    machine's units where ``units`` (:func:`read_machine_units`) has a factor for every run compared
+    (:func:`matrix_times`)."""
     references = references or {}
     rows = []
     cls = [r for r in runs if r["task"] == "classification"]
@@ -217,7 +216,7 @@ def matrix(runs: list[dict], references: dict[str, str] | None = None) -> pd.Dat
             raise ConfigError(f"setting {setting} ({rs[0]['dataset']}/{rs[0]['model']}): the papers sharing it name "
                               f"different time_reference methods {named}; name the same one in each experiments.yaml")
         ref = named[0] if named and named[0] in names else None
-        times = matrix_times(rs, ref, secs)
+        times = matrix_times(rs, ref, secs, units or {})
         for label in sorted({r["label"] for r in rs}):
             g = [r for r in rs if r["label"] == label]
             row = {"dataset": g[0]["dataset"], "model": g[0]["model"], "setting": setting, "method": label, "n": len(g)}

@@ -71,6 +71,8 @@ rule summary:
                      category="Summary"),
         forest=report("figures/{scale}/summary_forest.png", caption="../report/forest.rst", category="Summary"),
         forest_pdf="figures/{scale}/summary_forest.pdf",
+    params:
+        units=lambda wc, input: " ".join(f"--machine-units '{f}'" for f in input.units),
     conda:
         ENV
     log:
@@ -79,7 +81,8 @@ rule summary:
         "python -m common.aggregate summary --scale {wildcards.scale} --paper-files {input.paper:q} "
         "--claims {input.claims:q} --runs {input.metrics:q} --out-md {output.md:q} --out-csv {output.csv:q} "
         "--out-tex {output.tex:q} --out-matrix {output.matrix:q} --out-matrix-csv {output.matrix_csv:q} "
-        "--out-extra {output.extra:q} --out-format {output.fmt:q} --out-forest {output.forest:q} > {log:q} 2>&1"
+        "--out-extra {output.extra:q} --out-format {output.fmt:q} --out-forest {output.forest:q} {params.units} "
+        "> {log:q} 2>&1"
 
 
 rule summary_inputs_digest:
