@@ -37,11 +37,11 @@ include: "workflow/rules/verify.smk"
 
 
 onsuccess:
-    remove_stamps(ROOT, SCALE, FRESH.stale)
+    remove_stamps(ROOT, SCALE)
 
 
 onerror:
-    remove_stamps(ROOT, SCALE, FRESH.stale)
+    remove_stamps(ROOT, SCALE)
 
 
 rule all:

@@ -64,11 +64,12 @@ def assess(plan: Plan) -> Freshness:
     return Freshness(stale, adopted, cross, readmes)
 
 
-def remove_stamps(root, scale: str, stale) -> None:
-    """Remove the ``retrained`` stamps of ``stale`` runs once the workflow has ended (its onsuccess/onerror
-    handlers): Snakemake keeps a temporary file that the target rule asked for."""
-    for r in stale:
-        (Path(root) / retrained_stamp(scale, r)).unlink(missing_ok=True)
+def remove_stamps(root, scale: str) -> None:
+    """Remove every ``retrained`` stamp under ``results/<scale>/`` (verify trees included) once the workflow
+    has ended (its onsuccess/onerror handlers): Snakemake keeps a temporary file that the target rule asked
+    for, and a train job whose stamp nothing asked for (a run trained for the first time) leaves one too."""
+    for stamp in (Path(root) / "results" / scale).glob("**/tmp/retrained/*"):
+        stamp.unlink(missing_ok=True)
 
 
 def main(argv=None) -> int:
