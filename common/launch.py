@@ -243,11 +243,14 @@ class StopRequest:
 
 
 def exit_status(codes) -> int:
-    """One status for the processes' exit codes (negative: killed by that signal)."""
+    """One status for the processes' exit codes (negative: killed by that signal). Once one process exits
+    with 75, torchrun stops the others with SIGTERM; one that it stopped before its own exit 75 is part of
+    the same resumable stop (the checkpoint is written before any process exits)."""
     failed = [c for c in codes if c]
     if not failed:
         return 0
-    other = [c for c in failed if c != EX_TEMPFAIL]
+    peers_stopped = EX_TEMPFAIL in failed
+    other = [c for c in failed if c != EX_TEMPFAIL and not (peers_stopped and c == -signal.SIGTERM)]
     if not other:
         return EX_TEMPFAIL
     return 128 - other[0] if other[0] < 0 else other[0]

@@ -79,7 +79,8 @@ def test_tables_summary_matrix_and_cross_tables_are_rebuilt_byte_for_byte(plan, 
                                         ("matrix", "matrix.md"), ("matrix-csv", "matrix.csv"))}
     assert main(["summary", "--scale", SCALE, "--claims", *[str(RES / "tables" / f"{p}_claims.csv") for p in papers],
                  "--runs", *_metrics(sorted(runs)), *[a for k, f in out.items() for a in (f"--out-{k}", str(f))],
-                 "--out-extra", str(tmp_path / "cross")]) == 0
+                 "--out-extra", str(tmp_path / "cross"),
+                 "--machine-units", str(ROOT / "results" / "bench" / f"machine_units_{SCALE}.csv")]) == 0
     for f in out.values():
         _same(f, RES / f.name)
     committed_cross = _names(RES / "cross")

@@ -88,6 +88,8 @@ def test_exit_status_is_75_only_when_every_failed_process_stopped_to_resume():
     assert launch.exit_status([0, 0]) == 0
     assert launch.exit_status([75, 75]) == 75 and launch.exit_status([75, 0]) == 75
     assert launch.exit_status([75, 1]) == 1 and launch.exit_status([-9, 75]) == 128 + 9
+    # torchrun stops the peers of a process that exited 75 with SIGTERM: still a resumable stop
+    assert launch.exit_status([75, -15]) == 75 and launch.exit_status([-15, 0]) == 128 + 15
 
 
 def test_cpus_per_process_come_from_the_launcher_or_the_job():
